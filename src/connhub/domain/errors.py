@@ -1,0 +1,119 @@
+"""The small hierarchy of errors the use cases raise. Only `connhub.api` turns them into HTTP.
+
+Messages here are shown to callers: they never hold a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connhub.domain.reports import TestReport
+
+
+class ConnhubError(Exception):
+    """Base of every error a caller may see. `code` is a stable `CONN-NNNN` string."""
+
+    code = "CONN-0000"
+    title = "Error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationFailed(ConnhubError):
+    """One or more request fields break a rule; `fields` maps each field name to its reason."""
+
+    code = "CONN-0400"
+    title = "Invalid request"
+
+    def __init__(self, fields: Mapping[str, str], message: str | None = None) -> None:
+        self.fields = dict(fields)
+        names = ", ".join(sorted(self.fields))
+        super().__init__(message or f"Invalid value for: {names}")
+
+    def renamed(self, names: Mapping[str, str]) -> ValidationFailed:
+        """The same error in another API dialect's field vocabulary (`names`: ours -> theirs)."""
+        return ValidationFailed({_rename(field, names): reason for field, reason in self.fields.items()})
+
+
+def _rename(field: str, names: Mapping[str, str]) -> str:
+    head, dot, rest = field.partition(".")
+    return names.get(head, head) + dot + rest
+
+
+class Unauthorized(ConnhubError):
+    code = "CONN-0401"
+    title = "Unauthorized"
+
+
+class Forbidden(ConnhubError):
+    code = "CONN-0403"
+    title = "Forbidden"
+
+
+class NotFound(ConnhubError):
+    code = "CONN-0404"
+    title = "Not found"
+
+
+class Conflict(ConnhubError):
+    code = "CONN-0409"
+    title = "Conflict"
+
+
+class NameTaken(Conflict):
+    code = "CONN-0410"
+    title = "Name already in use"
+
+
+class IdempotencyMismatch(Conflict):
+    code = "CONN-0411"
+    title = "Idempotency key reused with another body"
+
+
+class AlreadyAssigned(Conflict):
+    code = "CONN-0412"
+    title = "Connection already assigned"
+
+
+class PreconditionFailed(ConnhubError):
+    code = "CONN-0413"
+    title = "Precondition failed"
+
+
+class TestFailed(ConnhubError):
+    """A live test or schema read did not succeed; `report` says why (never with a secret)."""
+
+    code = "CONN-0422"
+    title = "Connection test failed"
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, message: str, report: TestReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class SchemaMismatch(ConnhubError):
+    code = "CONN-0423"
+    title = "Mapped fields missing"
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class RateLimited(ConnhubError):
+    code = "CONN-0429"
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class StoreUnavailable(ConnhubError):
+    code = "CONN-0503"
+    title = "Store unavailable"

@@ -1,0 +1,144 @@
+"""What a live test and a schema read tell the caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+
+class ErrorCategory(StrEnum):
+    """Why a test failed, typed so a caller can act on it without parsing driver text."""
+
+    DNS_FAILED = "DNS_FAILED"
+    HOST_UNREACHABLE = "HOST_UNREACHABLE"
+    PORT_CLOSED = "PORT_CLOSED"
+    TIMEOUT = "TIMEOUT"
+    TLS_FAILED = "TLS_FAILED"
+    AUTH_FAILED = "AUTH_FAILED"
+    DATABASE_NOT_FOUND = "DATABASE_NOT_FOUND"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    HOST_FORBIDDEN = "HOST_FORBIDDEN"
+    DECRYPT_FAILED = "DECRYPT_FAILED"
+    DRIVER_ERROR = "DRIVER_ERROR"
+
+
+# The request field a user should fix for each category, where one field is to blame.
+FIELD_TO_FIX: dict[ErrorCategory, str | None] = {
+    ErrorCategory.DNS_FAILED: "host",
+    ErrorCategory.HOST_UNREACHABLE: "host",
+    ErrorCategory.PORT_CLOSED: "port",
+    ErrorCategory.TIMEOUT: "host",
+    ErrorCategory.TLS_FAILED: "ssl",
+    ErrorCategory.AUTH_FAILED: "password",
+    ErrorCategory.DATABASE_NOT_FOUND: "databaseName",
+    ErrorCategory.PERMISSION_DENIED: "userName",
+    ErrorCategory.HOST_FORBIDDEN: "host",
+    ErrorCategory.DECRYPT_FAILED: "password",
+    ErrorCategory.DRIVER_ERROR: None,
+}
+
+
+@dataclass
+class Phases:
+    """Milliseconds spent in each phase; None where the phase did not happen."""
+
+    dns_ms: float | None = None
+    connect_ms: float | None = None
+    tls_ms: float | None = None
+    auth_ms: float | None = None
+    query_ms: float | None = None
+
+
+@dataclass
+class TlsInfo:
+    enabled: bool = False
+    version: str | None = None
+    cipher: str | None = None
+
+
+@dataclass
+class ProbeError:
+    category: ErrorCategory
+    message: str
+    field: str | None = None
+
+
+@dataclass
+class TestReport:
+    __test__ = False  # not a pytest test class
+
+    status: Literal["success", "failure"]
+    latency_ms: float
+    message: str
+    server_version: str | None = None
+    tls: TlsInfo = field(default_factory=TlsInfo)
+    phases: Phases = field(default_factory=Phases)
+    error: ProbeError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as the API shows it (camelCase)."""
+        return {
+            "status": self.status,
+            "latencyMs": round(self.latency_ms, 2),
+            "message": self.message,
+            "serverVersion": self.server_version,
+            "tls": {"enabled": self.tls.enabled, "version": self.tls.version, "cipher": self.tls.cipher},
+            "phases": {
+                "dnsMs": _ms(self.phases.dns_ms),
+                "connectMs": _ms(self.phases.connect_ms),
+                "tlsMs": _ms(self.phases.tls_ms),
+                "authMs": _ms(self.phases.auth_ms),
+                "queryMs": _ms(self.phases.query_ms),
+            },
+            "error": None
+            if self.error is None
+            else {"category": str(self.error.category), "message": self.error.message, "field": self.error.field},
+        }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def failure_report(category: ErrorCategory, message: str, latency_ms: float = 0.0, **extra: Any) -> TestReport:
+    """A failed report whose error names the field to fix for its category."""
+    return TestReport(
+        status="failure",
+        latency_ms=latency_ms,
+        message=message,
+        error=ProbeError(category, message, FIELD_TO_FIX[category]),
+        **extra,
+    )
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+    primary_key: bool
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+
+    @property
+    def fields(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "fields": self.fields,
+            "columns": [
+                {"name": c.name, "type": c.type, "nullable": c.nullable, "primaryKey": c.primary_key}
+                for c in self.columns
+            ],
+        }

@@ -1,0 +1,1 @@
+"""Live access to customers' databases: one module per engine behind `probes.base.Probe`."""
