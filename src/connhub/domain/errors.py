@@ -26,7 +26,7 @@ class ConnhubError(Exception):
 class ValidationFailed(ConnhubError):
     """One or more request fields break a rule; `fields` maps each field name to its reason."""
 
-    code = "CONN-0400"
+    code = "CONN-1001"
     title = "Invalid request"
 
     def __init__(self, fields: Mapping[str, str], message: str | None = None) -> None:
@@ -45,49 +45,49 @@ def _rename(field: str, names: Mapping[str, str]) -> str:
 
 
 class Unauthorized(ConnhubError):
-    code = "CONN-0401"
+    code = "CONN-1002"
     title = "Unauthorized"
 
 
 class Forbidden(ConnhubError):
-    code = "CONN-0403"
+    code = "CONN-1003"
     title = "Forbidden"
 
 
 class NotFound(ConnhubError):
-    code = "CONN-0404"
+    code = "CONN-1004"
     title = "Not found"
 
 
 class Conflict(ConnhubError):
-    code = "CONN-0409"
+    code = "CONN-1005"
     title = "Conflict"
 
 
 class NameTaken(Conflict):
-    code = "CONN-0410"
+    code = "CONN-1006"
     title = "Name already in use"
 
 
 class IdempotencyMismatch(Conflict):
-    code = "CONN-0411"
+    code = "CONN-1007"
     title = "Idempotency key reused with another body"
 
 
 class AlreadyAssigned(Conflict):
-    code = "CONN-0412"
+    code = "CONN-1008"
     title = "Connection already assigned"
 
 
 class PreconditionFailed(ConnhubError):
-    code = "CONN-0413"
+    code = "CONN-1009"
     title = "Precondition failed"
 
 
 class TestFailed(ConnhubError):
     """A live test or schema read did not succeed; `report` says why (never with a secret)."""
 
-    code = "CONN-0422"
+    code = "CONN-1010"
     title = "Connection test failed"
     __test__ = False  # not a pytest test class
 
@@ -97,7 +97,7 @@ class TestFailed(ConnhubError):
 
 
 class SchemaMismatch(ConnhubError):
-    code = "CONN-0423"
+    code = "CONN-1011"
     title = "Mapped fields missing"
 
     def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
@@ -106,7 +106,7 @@ class SchemaMismatch(ConnhubError):
 
 
 class RateLimited(ConnhubError):
-    code = "CONN-0429"
+    code = "CONN-1013"
     title = "Too many requests"
 
     def __init__(self, message: str, retry_after_s: int) -> None:
@@ -115,5 +115,12 @@ class RateLimited(ConnhubError):
 
 
 class StoreUnavailable(ConnhubError):
-    code = "CONN-0503"
+    code = "CONN-1014"
     title = "Store unavailable"
+
+
+class SecretsUnavailable(ConnhubError):
+    """Stored secrets cannot be opened (a key id is missing from the key ring)."""
+
+    code = "CONN-1012"
+    title = "Stored secrets cannot be opened"

@@ -97,7 +97,11 @@ class TestReport:
             },
             "error": None
             if self.error is None
-            else {"category": str(self.error.category), "message": self.error.message, "field": self.error.field},
+            else {
+                "category": str(self.error.category),
+                "message": self.error.message,
+                "field": self.error.field,
+            },
         }
 
 
@@ -105,7 +109,9 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def failure_report(category: ErrorCategory, message: str, latency_ms: float = 0.0, **extra: Any) -> TestReport:
+def failure_report(
+    category: ErrorCategory, message: str, latency_ms: float = 0.0, **extra: Any
+) -> TestReport:
     """A failed report whose error names the field to fix for its category."""
     return TestReport(
         status="failure",

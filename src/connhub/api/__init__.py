@@ -1,0 +1,1 @@
+"""HTTP only: the app factory, auth, one router per API dialect, and the error mapping."""

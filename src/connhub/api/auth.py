@@ -1,0 +1,83 @@
+"""Who is asking: the tenant and scopes of a request (SPEC.md section 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from fastapi import Request
+
+from connhub.config import Settings
+from connhub.domain.errors import Forbidden, Unauthorized
+
+READ = "connections:read"
+WRITE = "connections:write"
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant: str
+    scopes: frozenset[str]
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise Forbidden(f"the token lacks the {scope} scope")
+
+
+class Authenticator:
+    """Turns a request's bearer token into a Principal, or raises Unauthorized / Forbidden."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.auth == "jwt"
+        self.tenant_claim = settings.jwt_tenant_claim
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.key: Any = None
+        self.algorithms: list[str] = []
+        if settings.jwt_public_key:
+            self.key = settings.jwt_public_key.read_text()
+            self.algorithms = ["RS256", "ES256"]
+        elif settings.jwt_secret:
+            self.key = settings.jwt_secret
+            self.algorithms = ["HS256"]
+
+    def principal(self, request: Request) -> Principal:
+        if not self.enabled:
+            return Principal(DEFAULT_TENANT, frozenset({READ, WRITE}))
+        claims = self._claims(request.headers.get("authorization", ""))
+        tenant = claims.get(self.tenant_claim)
+        if not isinstance(tenant, str | int) or isinstance(tenant, bool) or str(tenant) == "":
+            raise Forbidden(f"the token has no {self.tenant_claim} claim naming an organization")
+        return Principal(str(tenant), _scopes(claims))
+
+    def _claims(self, header: str) -> dict[str, Any]:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+        if self.key is None:
+            raise Unauthorized("token verification is not configured")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token.strip(),
+                self.key,
+                algorithms=self.algorithms,
+                issuer=self.issuer,
+                audience=self.audience,
+                options={"require": ["exp"], "verify_aud": self.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("the token is invalid") from None
+        return claims
+
+
+def _scopes(claims: dict[str, Any]) -> frozenset[str]:
+    scopes: set[str] = set()
+    if isinstance(claims.get("scope"), str):
+        scopes.update(claims["scope"].split())
+    if isinstance(claims.get("permissions"), list):
+        scopes.update(str(item) for item in claims["permissions"])
+    return frozenset(scopes)

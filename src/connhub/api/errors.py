@@ -1,0 +1,115 @@
+"""The one place that turns errors into HTTP: every error is JSON `{code, title, message, fields?}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from connhub.api.responses import Json
+from connhub.domain import errors as domain
+
+log = logging.getLogger("connhub.api")
+
+STATUS: dict[type[domain.ConnhubError], int] = {
+    domain.ValidationFailed: 400,
+    domain.Unauthorized: 401,
+    domain.Forbidden: 403,
+    domain.NotFound: 404,
+    domain.Conflict: 409,
+    domain.PreconditionFailed: 412,
+    domain.TestFailed: 422,
+    domain.SchemaMismatch: 422,
+    domain.SecretsUnavailable: 422,
+    domain.RateLimited: 429,
+    domain.StoreUnavailable: 503,
+}
+
+# Framework-level statuses, with the code each gets in our catalogue.
+HTTP_CODES = {
+    400: ("CONN-1001", "Invalid request"),
+    401: ("CONN-1002", "Unauthorized"),
+    403: ("CONN-1003", "Forbidden"),
+    404: ("CONN-1004", "Not found"),
+    405: ("CONN-1015", "Method not allowed"),
+    413: ("CONN-1016", "Request body too large"),
+    415: ("CONN-1017", "Unsupported media type"),
+    500: ("CONN-1099", "Internal error"),
+    503: ("CONN-1014", "Store unavailable"),
+}
+
+
+def status_of(error: domain.ConnhubError) -> int:
+    for kind in type(error).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]  # type: ignore[index]
+    return 500
+
+
+def problem(status: int, code: str, title: str, message: str, **extra: Any) -> Json:
+    body: dict[str, Any] = {"code": code, "title": title, "message": message}
+    body.update({name: value for name, value in extra.items() if value is not None})
+    return Json(body, status_code=status)
+
+
+def http_problem(status: int, message: str, headers: dict[str, str] | None = None) -> Json:
+    code, title = HTTP_CODES.get(status, ("CONN-1000", "Error"))
+    response = problem(status, code, title, message)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def render(error: domain.ConnhubError) -> Json:
+    status = status_of(error)
+    extra: dict[str, Any] = {}
+    if isinstance(error, domain.ValidationFailed):
+        extra["fields"] = error.fields
+    if isinstance(error, domain.TestFailed):
+        extra["report"] = error.report.to_json()
+    if isinstance(error, domain.SchemaMismatch):
+        extra["errors"] = error.errors
+    response = problem(status, error.code, error.title, error.message, **extra)
+    if isinstance(error, domain.RateLimited):
+        response.headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, domain.StoreUnavailable):
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(domain.ConnhubError, _connhub)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _connhub(_request: Request, error: domain.ConnhubError) -> Response:
+    return render(error)
+
+
+async def _request_validation(_request: Request, error: RequestValidationError) -> Response:
+    """Path, query and header parameters FastAPI checks (bodies are checked by the domain)."""
+    fields = {}
+    for item in error.errors():
+        location = [
+            str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path", "header")
+        ]
+        # Never echo the input: it may be a secret.
+        fields[".".join(location) or "body"] = str(item.get("msg", "is invalid"))
+    return render(domain.ValidationFailed(fields))
+
+
+async def _http(_request: Request, error: HTTPException) -> Response:
+    message = error.detail if isinstance(error.detail, str) else "request failed"
+    return http_problem(error.status_code, message, dict(error.headers or {}))
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    # A 500 is a bug. Log the type and route only: exception text can quote a driver's DSN.
+    log.error("unhandled %s on %s %s", type(error).__name__, request.method, request.url.path)
+    return http_problem(500, "internal error; it has been logged")

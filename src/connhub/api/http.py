@@ -1,0 +1,127 @@
+"""Small HTTP helpers shared by both dialects: JSON bodies, the body limit, request context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from connhub.api.auth import READ, WRITE, Authenticator, Principal
+from connhub.api.errors import http_problem
+from connhub.config import Settings
+from connhub.domain.errors import ValidationFailed
+from connhub.secrets import KeyRing
+from connhub.service import ConnectionService
+from connhub.store.repository import ConnectionRepository
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+
+
+@dataclass
+class Hub:
+    """What the routers need, built once per process by the app's lifespan."""
+
+    settings: Settings
+    service: ConnectionService
+    repository: ConnectionRepository
+    key_ring: KeyRing
+    auth: Authenticator
+
+
+def hub(request: Request) -> Hub:
+    found: Hub = request.app.state.hub
+    return found
+
+
+def reader(request: Request) -> Principal:
+    principal = hub(request).auth.principal(request)
+    principal.require(READ)
+    return principal
+
+
+def writer(request: Request) -> Principal:
+    principal = hub(request).auth.principal(request)
+    principal.require(WRITE)
+    return principal
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object; 415 when not JSON, 400 naming `body` when malformed."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType()
+    raw = await request.body()
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValidationFailed({"body": "is not valid JSON (UTF-8)"}) from None
+    if not isinstance(value, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ValidationFailed({"body": f"is nested deeper than {MAX_JSON_DEPTH} levels"})
+    return value
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(item, level + 1) for item in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(item, level + 1) for item in value), default=level + 1)
+    return level
+
+
+class UnsupportedMediaType(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse bodies over MAX_BODY_BYTES with 413, declared or streamed, before anyone reads them."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        response_started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise BodyTooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracking_send)
+        except BodyTooLarge:
+            if not response_started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = http_problem(413, f"the request body must be at most {self.limit} bytes")
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
+
+
+class BodyTooLarge(Exception):
+    pass

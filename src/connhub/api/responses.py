@@ -1,0 +1,21 @@
+"""JSON responses encoded with orjson (the hot path of every read)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from starlette.responses import JSONResponse
+
+
+class Json(JSONResponse):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC with a `Z`, millisecond precision."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,0 +1,71 @@
+"""One settings object, read from CONNHUB_* environment variables (SPEC.md section 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DENY_CIDRS = "169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONNHUB_", extra="ignore")
+
+    database_url: str = "sqlite:///./.connhub/connhub.db"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    encryption_keys: str | None = Field(None, repr=False)
+    auth: Literal["disabled", "jwt"] = "disabled"
+    jwt_secret: str | None = Field(None, repr=False)
+    jwt_public_key: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_tenant_claim: str = "tenantId"
+    env: Literal["development", "production"] = "development"
+    probe_deny_cidrs: str = DEFAULT_DENY_CIDRS
+    probe_allow_cidrs: str = ""
+    probe_timeout_s: float = Field(10.0, gt=0, le=300)
+    probe_max_concurrent: int = Field(64, ge=1)
+    schema_cache_ttl_s: float = Field(300.0, ge=0)
+    tests_per_minute: int = Field(10, ge=1)
+    data_dir: Path = Path("./.connhub")
+    log_level: str = "INFO"
+    store_pool_size: int = Field(10, ge=1)
+    request_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("CONNHUB_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "keys"
+
+    def production_problems(self) -> list[str]:
+        """What production refuses to start without, by setting name."""
+        if self.env != "production":
+            return []
+        problems = []
+        if not self.encryption_keys:
+            problems.append("CONNHUB_ENCRYPTION_KEYS is not set (production never generates keys)")
+        if self.auth != "jwt":
+            problems.append("CONNHUB_AUTH must be jwt in production (auth is disabled)")
+        elif not (self.jwt_secret or self.jwt_public_key):
+            problems.append("CONNHUB_JWT_SECRET or CONNHUB_JWT_PUBLIC_KEY is not set")
+        return problems
+
+    def development_warnings(self) -> list[str]:
+        warnings = []
+        if not self.encryption_keys:
+            warnings.append(f"CONNHUB_ENCRYPTION_KEYS unset: using the development key in {self.key_file}")
+        if self.auth == "disabled":
+            warnings.append("CONNHUB_AUTH=disabled: every request acts for tenant 'default'")
+        if self.database_url.startswith("sqlite"):
+            warnings.append("embedded SQLite store: fine for one host; use PostgreSQL in production")
+        return warnings

@@ -1,0 +1,403 @@
+"""A connection: its types and every rule a stored one obeys (SPEC.md section 3).
+
+Both API dialects translate their bodies into one mapping of canonical field names (the Reporter
+dialect's names: configName, type, host, port, databaseName, userName, password, schema, ssl,
+metadata, connectionString, options, subType) and call `validate_spec`. Errors name the fields in
+that vocabulary; a dialect renames them on the way out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from connhub.domain import connstring, pem
+from connhub.domain.errors import ValidationFailed
+
+
+class Engine(StrEnum):
+    ORACLE = "ORACLE"
+    SQL_SERVER = "SQL_SERVER"
+    POSTGRESQL = "POSTGRESQL"
+    MONGODB = "MONGODB"
+    MYSQL = "MYSQL"
+
+
+class SslMode(StrEnum):
+    DISABLE = "disable"
+    ALLOW = "allow"
+    PREFER = "prefer"
+    REQUIRE = "require"
+    VERIFY_CA = "verify-ca"
+    VERIFY_FULL = "verify-full"
+
+
+# Secret fields, by the name that also binds their ciphertext to its record.
+SECRET_FIELDS = ("password", "ssl.ca", "ssl.cert", "ssl.key", "connectionString")
+
+# Fields a stored connection must have; the others are optional and `null` clears them.
+REQUIRED_FIELDS = ("configName", "type", "host", "port", "databaseName", "userName", "password")
+# What a connection string can supply in place of the explicit fields.
+URI_FIELDS = ("host", "port", "databaseName", "userName", "password")
+
+
+@dataclass(frozen=True)
+class SslSettings:
+    mode: SslMode
+    ca: str | None = field(default=None, repr=False)
+    cert: str | None = field(default=None, repr=False)
+    key: str | None = field(default=None, repr=False)
+
+    @property
+    def summary(self) -> SslSummary:
+        return SslSummary(self.mode, self.ca is not None, self.cert is not None, self.key is not None)
+
+
+@dataclass(frozen=True)
+class SslSummary:
+    """What may be shown of ssl settings: the mode and which PEMs are held, never the PEMs."""
+
+    mode: SslMode
+    has_ca: bool = False
+    has_cert: bool = False
+    has_key: bool = False
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """A validated connection as a user asked for it, secrets included (never logged: repr hides them)."""
+
+    config_name: str
+    engine: Engine
+    host: str
+    port: int
+    database_name: str
+    user_name: str
+    password: str = field(repr=False)
+    schema: str | None = None
+    ssl: SslSettings | None = None
+    metadata: dict[str, str] | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    sub_type: str | None = None
+    connection_string: str | None = field(default=None, repr=False)
+
+    def secrets(self) -> dict[str, str]:
+        """The secret fields that are set, by binding name."""
+        values = {
+            "password": self.password,
+            "ssl.ca": self.ssl.ca if self.ssl else None,
+            "ssl.cert": self.ssl.cert if self.ssl else None,
+            "ssl.key": self.ssl.key if self.ssl else None,
+            "connectionString": self.connection_string,
+        }
+        return {name: value for name, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A stored connection as every read sees it: no secret, only whether one is held."""
+
+    id: UUID
+    number: int  # the integer id of the Chartbrew dialect
+    tenant: str
+    product_name: str | None
+    config_name: str
+    engine: Engine
+    host: str
+    port: int
+    database_name: str
+    user_name: str
+    schema: str | None
+    ssl: SslSummary | None
+    metadata: dict[str, str] | None
+    options: dict[str, str]
+    sub_type: str | None
+    masked_connection_string: str | None
+    has_password: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.id.hex}.{self.version}"'
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+PRODUCT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,100}$")
+_KNOWN = frozenset((*REQUIRED_FIELDS, "schema", "ssl", "metadata", "connectionString", "options", "subType"))
+
+
+def validate_spec(fields: Mapping[str, Any]) -> ConnectionSpec:
+    """The spec `fields` describe, or ValidationFailed naming every bad field.
+
+    `fields` uses canonical names; values are as decoded from JSON. A `connectionString` fills the
+    fields it carries that were not given explicitly.
+    """
+    errors: dict[str, str] = {}
+    unknown = sorted(set(fields) - _KNOWN)
+    errors.update({name: "unknown field" for name in unknown})
+    values = _with_connection_string(fields, errors)
+
+    config_name = _config_name(values.get("configName"), errors)
+    engine = _engine(values.get("type"), errors)
+    host = _host(values.get("host"), errors)
+    port = _port(values.get("port"), errors)
+    database_name = _bounded_text("databaseName", values.get("databaseName"), 128, errors, required=True)
+    user_name = _bounded_text("userName", values.get("userName"), 128, errors, required=True)
+    password = _bounded_text("password", values.get("password"), 1024, errors, required=True, secret=True)
+    schema = _bounded_text("schema", values.get("schema"), 128, errors, required=False)
+    ssl = _ssl(values.get("ssl"), errors)
+    metadata = _metadata(values.get("metadata"), errors)
+    options = _options(values.get("options"), errors)
+    sub_type = _bounded_text("subType", values.get("subType"), 64, errors, required=False)
+    if errors:
+        raise ValidationFailed(errors)
+    assert config_name and engine and host and port and database_name and user_name and password
+    return ConnectionSpec(
+        config_name=config_name,
+        engine=engine,
+        host=host,
+        port=port,
+        database_name=database_name,
+        user_name=user_name,
+        password=password,
+        schema=schema,
+        ssl=ssl,
+        metadata=metadata,
+        options=options,
+        sub_type=sub_type,
+        connection_string=values.get("connectionString"),
+    )
+
+
+def spec_fields(spec: ConnectionSpec) -> dict[str, Any]:
+    """The canonical field mapping of `spec`: `validate_spec(spec_fields(s)) == s`."""
+    fields: dict[str, Any] = {
+        "configName": spec.config_name,
+        "type": spec.engine.value,
+        "host": spec.host,
+        "port": spec.port,
+        "databaseName": spec.database_name,
+        "userName": spec.user_name,
+        "password": spec.password,
+        "schema": spec.schema,
+        "metadata": spec.metadata,
+        "options": spec.options or None,
+        "subType": spec.sub_type,
+        "connectionString": spec.connection_string,
+        "ssl": None,
+    }
+    if spec.ssl is not None:
+        fields["ssl"] = {
+            "mode": spec.ssl.mode.value,
+            "ca": spec.ssl.ca,
+            "cert": spec.ssl.cert,
+            "key": spec.ssl.key,
+        }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def apply_patch(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`current` updated by `patch`: a field absent is kept, `null` clears it.
+
+    `ssl` merges one level deep by the same rule, so a patch can change the mode and keep the CA.
+    A connection string that is not repeated is dropped when a field it carried changes, so the
+    stored string never disagrees with the stored fields.
+    """
+    merged = dict(current)
+    for name, value in patch.items():
+        if name == "ssl" and isinstance(value, Mapping) and isinstance(merged.get("ssl"), Mapping):
+            merged["ssl"] = apply_patch(merged["ssl"], value)
+        elif value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    if "connectionString" not in patch and any(name in patch for name in URI_FIELDS):
+        merged.pop("connectionString", None)
+    return merged
+
+
+def validate_product_name(raw: str | None) -> str:
+    """The X-Product-Name header, trimmed and lower-cased."""
+    value = (raw or "").strip()
+    if not PRODUCT_NAME.match(value):
+        raise ValidationFailed(
+            {"X-Product-Name": "required: 1-100 characters of letters, digits, '_' or '-'"}
+        )
+    return value.lower()
+
+
+def _with_connection_string(fields: Mapping[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+    values = dict(fields)
+    uri = values.get("connectionString")
+    if uri is None:
+        return values
+    if not isinstance(uri, str) or not uri.strip():
+        errors["connectionString"] = "must be a non-empty string"
+        values.pop("connectionString")
+        return values
+    try:
+        parsed = connstring.parse(uri)
+    except ValueError as problem:
+        errors["connectionString"] = str(problem)
+        values.pop("connectionString")
+        return values
+    for name, value in parsed.fields().items():
+        values.setdefault(name, value)
+    if parsed.options:
+        values["options"] = {**parsed.options, **(values.get("options") or {})}
+    return values
+
+
+def _config_name(value: Any, errors: dict[str, str]) -> str | None:
+    if not isinstance(value, str):
+        errors["configName"] = "required: a string of 3-100 characters"
+        return None
+    name = value.strip()
+    if not 3 <= len(name) <= 100:
+        errors["configName"] = "must be 3-100 characters after trimming"
+    elif _CONTROL.search(name):
+        errors["configName"] = "must not contain control characters"
+    return name
+
+
+def _engine(value: Any, errors: dict[str, str]) -> Engine | None:
+    if isinstance(value, str) and value.strip().upper() in Engine.__members__:
+        return Engine[value.strip().upper()]
+    errors["type"] = "required: one of " + ", ".join(Engine)
+    return None
+
+
+def _host(value: Any, errors: dict[str, str]) -> str | None:
+    if not isinstance(value, str) or not value:
+        errors["host"] = "required: a hostname or an IP address"
+        return None
+    if not is_valid_host(value):
+        errors["host"] = (
+            "must be a hostname (RFC 1123) or an IP address, without scheme, port, path or spaces"
+        )
+    return value
+
+
+def is_valid_host(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    name = value[:-1] if value.endswith(".") else value
+    return 0 < len(name) <= 253 and all(_HOST_LABEL.match(label) for label in name.split("."))
+
+
+def _port(value: Any, errors: dict[str, str]) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors["port"] = "required: an integer from 1 to 65535"
+        return None
+    if not 1 <= value <= 65535:
+        errors["port"] = "must be from 1 to 65535"
+    return value
+
+
+def _bounded_text(
+    name: str, value: Any, limit: int, errors: dict[str, str], *, required: bool, secret: bool = False
+) -> str | None:
+    if value is None:
+        if required:
+            errors[name] = f"required: 1-{limit} characters"
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= limit:
+        errors[name] = f"must be a string of 1-{limit} characters"
+        return None
+    # Control characters break drivers' connection parameters; a secret's reason never quotes it.
+    if not secret and _CONTROL.search(value):
+        errors[name] = "must not contain control characters"
+    return value
+
+
+def _ssl(value: Any, errors: dict[str, str]) -> SslSettings | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        errors["ssl"] = "must be an object with a mode"
+        return None
+    for name in sorted(set(value) - {"mode", "ca", "cert", "key"}):
+        errors[f"ssl.{name}"] = "unknown field"
+    mode = value.get("mode")
+    if mode not in SslMode._value2member_map_:
+        errors["ssl.mode"] = "required: one of " + ", ".join(SslMode)
+    ca, cert, key = (value.get(name) for name in ("ca", "cert", "key"))
+    _pem("ssl.ca", ca, pem.certificate_problem, errors)
+    _pem("ssl.cert", cert, pem.certificate_problem, errors)
+    _pem("ssl.key", key, pem.private_key_problem, errors)
+    if (cert is None) != (key is None):
+        errors["ssl.cert" if cert is None else "ssl.key"] = "ssl.cert and ssl.key go together"
+    if any(name.startswith("ssl") for name in errors):
+        return None
+    return SslSettings(SslMode(mode), ca, cert, key)
+
+
+def _pem(name: str, value: Any, problem_of: Any, errors: dict[str, str]) -> None:
+    if value is None:
+        return
+    problem = problem_of(value) if isinstance(value, str) else "must be a PEM string"
+    if problem:
+        errors[name] = problem
+
+
+def _metadata(value: Any, errors: dict[str, str]) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        errors["metadata"] = "must be an object of string values"
+        return None
+    if len(value) > 50:
+        errors["metadata"] = "must have at most 50 keys"
+        return None
+    for key, item in value.items():
+        if not 1 <= len(key) <= 100:
+            errors["metadata"] = "keys must be 1-100 characters"
+        elif not isinstance(item, str):
+            errors[f"metadata.{key}"] = "must be a string (no object, array, number or null)"
+        elif len(item) > 2000:
+            errors[f"metadata.{key}"] = "must be at most 2000 characters"
+    return dict(value)
+
+
+def _options(value: Any, errors: dict[str, str]) -> dict[str, str]:
+    """Driver options: an object, or Chartbrew's list of single-key objects; values become strings."""
+    if value is None:
+        return {}
+    items: list[tuple[Any, Any]] = []
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, list) and all(isinstance(entry, Mapping) for entry in value):
+        items = [pair for entry in value for pair in entry.items()]
+    else:
+        errors["options"] = "must be an object or a list of single-key objects"
+        return {}
+    options: dict[str, str] = {}
+    for key, item in items[:50]:
+        if not isinstance(item, str | int | float | bool) or len(str(key)) > 100 or len(str(item)) > 2000:
+            errors["options"] = "each option must be a short scalar value"
+            return {}
+        options[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
+    if len(items) > 50:
+        errors["options"] = "at most 50 options"
+    return options
+
+
+def normalized_text(value: str) -> str:
+    """How names are compared for uniqueness: trimmed, case-folded, NFC."""
+    return unicodedata.normalize("NFC", value.strip()).casefold()

@@ -1,0 +1,140 @@
+"""How a list of connections is asked for and paged (pure: the store executes it)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Generic, Literal, TypeVar
+
+from connhub.domain.errors import ValidationFailed
+
+T = TypeVar("T")
+SortBy = Literal["createdAt", "configName"]
+SortOrder = Literal["asc", "desc"]
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    page: int = 1
+    limit: int = 50
+    cursor: Cursor | None = None
+    sort_by: SortBy = "createdAt"
+    sort_order: SortOrder = "desc"
+    engine: str | None = None
+    host: str | None = None
+    database_name: str | None = None
+    config_name: str | None = None  # substring, case-insensitive
+    product_name: str | None = None
+    start_date: date | None = None
+    end_date: date | None = None  # inclusive
+    metadata: dict[str, str] = field(default_factory=dict)
+    unassigned: bool = False
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: the last row's sort value and its number (the tie-breaker)."""
+
+    sort_by: SortBy
+    sort_order: SortOrder
+    value: str
+    number: int
+
+    def encode(self) -> str:
+        raw = json.dumps([self.sort_by, self.sort_order, self.value, self.number]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            sort_by, sort_order, value, number = json.loads(raw)
+            if sort_by not in ("createdAt", "configName") or sort_order not in ("asc", "desc"):
+                raise ValueError
+            return cls(sort_by, sort_order, str(value), int(number))
+        except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+            raise ValidationFailed({"cursor": "is not a cursor this service returned"}) from None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    page: int
+    limit: int
+    total: int
+    next_cursor: str | None
+
+
+def parse_list_query(params: dict[str, Any], metadata: dict[str, str], product_name: str | None) -> ListQuery:
+    """A ListQuery from raw query parameters, or ValidationFailed naming each bad one."""
+    errors: dict[str, str] = {}
+    page = _int_param(params, "page", 1, 1, 10**9, errors)
+    limit = _int_param(params, "limit", 50, 1, 1000, errors)
+    sort_by = params.get("sortBy") or "createdAt"
+    if sort_by not in ("createdAt", "configName"):
+        errors["sortBy"] = "must be createdAt or configName"
+    sort_order = (params.get("sortOrder") or "desc").lower()
+    if sort_order not in ("asc", "desc"):
+        errors["sortOrder"] = "must be asc or desc"
+    engine = params.get("type")
+    if engine is not None:
+        engine = engine.upper()
+        if engine not in ("ORACLE", "SQL_SERVER", "POSTGRESQL", "MONGODB", "MYSQL"):
+            errors["type"] = "must be one of ORACLE, SQL_SERVER, POSTGRESQL, MONGODB, MYSQL"
+    start, end = _date_param(params, "startDate", errors), _date_param(params, "endDate", errors)
+    if start and end and start > end:
+        errors["startDate"] = "must not be after endDate"
+    cursor = Cursor.decode(params["cursor"]) if params.get("cursor") else None
+    if errors:
+        raise ValidationFailed(errors)
+    if cursor and (cursor.sort_by, cursor.sort_order) != (sort_by, sort_order):
+        raise ValidationFailed({"cursor": "was made for another sortBy/sortOrder"})
+    return ListQuery(
+        page=page,
+        limit=limit,
+        cursor=cursor,
+        sort_by=sort_by,
+        sort_order=sort_order,  # type: ignore[arg-type]
+        engine=engine,
+        host=params.get("host"),
+        database_name=params.get("databaseName"),
+        config_name=params.get("configName"),
+        product_name=product_name,
+        start_date=start,
+        end_date=end,
+        metadata=metadata,
+    )
+
+
+def _int_param(
+    params: dict[str, Any], name: str, default: int, low: int, high: int, errors: dict[str, str]
+) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        errors[name] = f"must be an integer from {low} to {high}"
+        return default
+    if not low <= value <= high:
+        errors[name] = f"must be an integer from {low} to {high}"
+    return value
+
+
+def _date_param(params: dict[str, Any], name: str, errors: dict[str, str]) -> date | None:
+    raw = params.get(name)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw) if len(raw) == 10 else _bad_date()
+    except ValueError:
+        errors[name] = "must be a date YYYY-MM-DD"
+        return None
+
+
+def _bad_date() -> date:
+    raise ValueError

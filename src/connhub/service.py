@@ -1,0 +1,432 @@
+"""The use cases: create, read, update, delete, test and describe connections.
+
+Orchestrates the domain rules, the key ring, the store and the probes. Knows nothing of HTTP:
+both API dialects call these functions with canonical field mappings and get domain values back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from uuid6 import uuid7
+
+from connhub.domain import connstring
+from connhub.domain.connection import (
+    SECRET_FIELDS,
+    Connection,
+    ConnectionSpec,
+    apply_patch,
+    spec_fields,
+    validate_spec,
+)
+from connhub.domain.errors import (
+    AlreadyAssigned,
+    IdempotencyMismatch,
+    NotFound,
+    PreconditionFailed,
+    RateLimited,
+    SchemaMismatch,
+    SecretsUnavailable,
+    TestFailed,
+)
+from connhub.domain.listing import ListQuery, Page
+from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
+from connhub.probes.base import ProbeTarget, SslMaterial
+from connhub.probes.runner import ProbeRunner
+from connhub.secrets import Binding, KeyRing, SecretUnreadable, key_id_of, request_digest
+from connhub.store.repository import ConnectionRepository, IdempotencyRecord, Sealed
+
+UPDATE_RETRIES = 5
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    resealed: dict[str, int]  # previous key id -> secrets moved to the active key
+    unreadable: dict[str, int]  # key id -> secrets that could not be opened (key missing)
+    active_key_id: str
+
+
+class TestRateLimiter:
+    """At most `per_minute` live tests of one connection in any 60 s window (both dialects share it).
+
+    Kept in process memory: with several workers each keeps its own window (see README).
+    """
+
+    __test__ = False
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._windows: dict[tuple[str, UUID], deque[float]] = {}
+
+    def take(self, tenant: str, connection_id: UUID) -> None:
+        now = time.monotonic()
+        window = self._windows.setdefault((tenant, connection_id), deque())
+        while window and now - window[0] >= 60:
+            window.popleft()
+        if len(window) >= self.per_minute:
+            retry_after = max(1, int(60 - (now - window[0])) + 1)
+            raise RateLimited(f"at most {self.per_minute} tests a minute per connection", retry_after)
+        window.append(now)
+        if len(self._windows) > 100_000:  # forget idle connections rather than grow without bound
+            self._windows = {key: w for key, w in self._windows.items() if w and now - w[-1] < 60}
+
+
+class SchemaCache:
+    """Discovered schemas by connection, valid for `ttl_s` and only for the version they were read at."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 1024) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: OrderedDict[UUID, tuple[int, float, list[Table]]] = OrderedDict()
+
+    def get(self, connection: Connection) -> list[Table] | None:
+        entry = self._entries.get(connection.id)
+        if entry is None:
+            return None
+        version, stored_at, tables = entry
+        if version != connection.version or time.monotonic() - stored_at > self.ttl_s:
+            del self._entries[connection.id]
+            return None
+        return tables
+
+    def put(self, connection: Connection, tables: list[Table]) -> None:
+        self._entries[connection.id] = (connection.version, time.monotonic(), tables)
+        self._entries.move_to_end(connection.id)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def drop(self, connection_id: UUID) -> None:
+        self._entries.pop(connection_id, None)
+
+
+class ConnectionService:
+    def __init__(
+        self,
+        repository: ConnectionRepository,
+        key_ring: KeyRing,
+        probes: ProbeRunner,
+        *,
+        tests_per_minute: int = 10,
+        schema_cache_ttl_s: float = 300.0,
+    ) -> None:
+        self.repository = repository
+        self.key_ring = key_ring
+        self.probes = probes
+        self.rate_limiter = TestRateLimiter(tests_per_minute)
+        self.schema_cache = SchemaCache(schema_cache_ttl_s)
+
+    # -- create -------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        tenant: str,
+        fields: Mapping[str, Any],
+        product_name: str | None,
+        *,
+        idempotency_key: str | None = None,
+        validate: bool = False,
+    ) -> Connection:
+        """Store a new connection; with `validate`, only if a live test of it succeeds."""
+        spec = validate_spec(fields)
+        idempotency = None
+        if idempotency_key:
+            digest = request_digest(self.key_ring, _canonical(fields, product_name))
+            replay = await self._replay(tenant, idempotency_key, digest)
+            if replay is not None:
+                return replay
+        if validate:
+            report = await self.probes.test(_target(spec))
+            if not report.ok:
+                raise TestFailed("the connection test failed; nothing was stored", report)
+        connection_id = uuid7()
+        if idempotency_key:
+            idempotency = IdempotencyRecord(idempotency_key, digest, connection_id)
+        try:
+            return await self.repository.add(
+                tenant=tenant,
+                connection_id=connection_id,
+                product_name=product_name,
+                spec=spec,
+                masked_uri=_masked_uri(spec),
+                sealed=self._seal(tenant, connection_id, spec),
+                now=utc_now(),
+                idempotency=idempotency,
+            )
+        except Exception:
+            # A concurrent request with the same key won the race: answer as it did.
+            if idempotency_key and (replay := await self._replay(tenant, idempotency_key, digest)):
+                return replay
+            raise
+
+    async def _replay(self, tenant: str, key: str, digest: str) -> Connection | None:
+        previous = await self.repository.find_idempotent(tenant, key)
+        if previous is None:
+            return None
+        if previous.request_hash != digest:
+            raise IdempotencyMismatch("this X-Idempotency key was used with another request body")
+        return await self.repository.get(tenant, previous.connection_id)
+
+    async def duplicate(self, tenant: str, source: Connection, name: str) -> Connection:
+        """A copy of `source` named `name`, its secrets re-sealed for the new record."""
+        fields = {**spec_fields(await self._open_spec(source)), "configName": name}
+        return await self.create(tenant, fields, source.product_name)
+
+    # -- read ---------------------------------------------------------------------------------
+
+    async def get(self, tenant: str, connection_id: UUID) -> Connection:
+        return await self.repository.get(tenant, connection_id)
+
+    async def get_by_number(self, tenant: str, number: int) -> Connection:
+        return await self.repository.get_by_number(tenant, number)
+
+    async def get_by_name_or_id(self, tenant: str, name_or_id: str) -> Connection:
+        try:
+            return await self.repository.get(tenant, UUID(name_or_id))
+        except ValueError:
+            return await self.repository.get_by_name(tenant, name_or_id)
+
+    async def list(self, tenant: str, query: ListQuery) -> Page[Connection]:
+        return await self.repository.list(tenant, query)
+
+    # -- update, delete -----------------------------------------------------------------------
+
+    async def update(
+        self, tenant: str, connection: Connection, patch: Mapping[str, Any], if_match: str | None = None
+    ) -> Connection:
+        """Apply `patch` (absent keeps, null clears) after the same validation as create.
+
+        Optimistic: the row is rewritten only if it is still the version read. With If-Match a
+        lost race is a 412; without, the patch is re-applied to the newer version.
+        """
+        for _ in range(UPDATE_RETRIES):
+            _check_etag(connection, if_match)
+            current = await self._open_fields(connection, patch)
+            spec = validate_spec(apply_patch(current, patch))
+            updated = await self.repository.replace(
+                connection, spec, _masked_uri(spec), self._seal(tenant, connection.id, spec), utc_now()
+            )
+            if updated is not None:
+                self.schema_cache.drop(connection.id)
+                return updated
+            connection = await self.repository.get(tenant, connection.id)
+        raise PreconditionFailed("the connection kept changing; try again")
+
+    async def attach_ssl_files(
+        self, tenant: str, connection: Connection, files: Mapping[str, str]
+    ) -> Connection:
+        """Store uploaded PEMs (`ca`, `cert`, `key`) in the connection's ssl settings."""
+        mode = connection.ssl.mode.value if connection.ssl else "require"
+        return await self.update(tenant, connection, {"ssl": {"mode": mode, **files}})
+
+    async def delete(self, tenant: str, connection: Connection, if_match: str | None = None) -> None:
+        _check_etag(connection, if_match)
+        if not await self.repository.soft_delete(connection, utc_now()):
+            if if_match:
+                raise PreconditionFailed("the connection changed since it was read")
+            await self.delete(tenant, await self.repository.get(tenant, connection.id))
+        self.schema_cache.drop(connection.id)
+
+    async def assign(self, tenant: str, connection: Connection, product_name: str) -> Connection:
+        if connection.product_name is not None:
+            raise AlreadyAssigned("the connection is already assigned to a product")
+        assigned = await self.repository.assign_product(connection, product_name, utc_now())
+        if assigned is None:
+            raise AlreadyAssigned("the connection is already assigned to a product")
+        return assigned
+
+    # -- live access --------------------------------------------------------------------------
+
+    async def test_saved(self, tenant: str, connection: Connection) -> TestReport:
+        self.rate_limiter.take(tenant, connection.id)
+        try:
+            spec = await self._open_spec(connection)
+        except SecretsUnavailable as error:
+            return failure_report(ErrorCategory.DECRYPT_FAILED, error.message)
+        return await self.probes.test(_target(spec))
+
+    async def test_unsaved(self, fields: Mapping[str, Any]) -> TestReport:
+        return await self.probes.test(_target(validate_spec(fields)))
+
+    async def schema(self, tenant: str, connection: Connection, refresh: bool = False) -> list[Table]:
+        if not refresh and (cached := self.schema_cache.get(connection)) is not None:
+            return cached
+        try:
+            spec = await self._open_spec(connection)
+        except SecretsUnavailable as error:
+            report = failure_report(ErrorCategory.DECRYPT_FAILED, error.message)
+            raise TestFailed("the stored secrets cannot be opened", report) from None
+        tables, report = await self.probes.read_schema(_target(spec))
+        if tables is None:
+            raise TestFailed("the database could not be read", report)
+        self.schema_cache.put(connection, tables)
+        return tables
+
+    async def validate_schema(
+        self, tenant: str, mapped_fields: Mapping[str, Mapping[str, list[str]]]
+    ) -> None:
+        """Check that every mapped data source, table and field exists; list every one missing."""
+        errors: list[dict[str, Any]] = []
+        for source, tables in mapped_fields.items():
+            try:
+                connection = await self.get_by_name_or_id(tenant, source)
+            except NotFound:
+                errors.append({"dataSourceId": source, "type": "DATA_SOURCE_NOT_FOUND"})
+                continue
+            known = {table.name: set(table.fields) for table in await self.schema(tenant, connection)}
+            errors.extend(_missing(source, tables, known))
+        if errors:
+            raise SchemaMismatch(f"{len(errors)} mapped item(s) do not exist", errors)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    async def rotate_keys(self, batch_size: int = 500) -> RotationResult:
+        """Re-seal every secret under the active key, batch by batch; safe to interrupt and rerun."""
+        active = self.key_ring.active_id
+        resealed: dict[str, int] = {}
+        unreadable: dict[str, int] = {}
+        after = (0, "")
+        while batch := await self.repository.secrets_not_under(active, after, batch_size):
+            for secret in batch:
+                binding = Binding(secret.tenant, str(secret.connection_id), secret.field)
+                try:
+                    plaintext = self.key_ring.open(secret.ciphertext, binding)
+                except SecretUnreadable:
+                    unreadable[secret.key_id] = unreadable.get(secret.key_id, 0) + 1
+                    continue
+                if await self.repository.reseal(secret, active, self.key_ring.seal(plaintext, binding)):
+                    resealed[secret.key_id] = resealed.get(secret.key_id, 0) + 1
+            after = (batch[-1].connection_number, batch[-1].field)
+        return RotationResult(resealed, unreadable, active)
+
+    async def missing_key_ids(self) -> list[str]:
+        """Key ids that seal stored secrets but are not in the key ring (readiness names them)."""
+        in_use = await self.repository.key_id_counts()
+        return sorted(set(in_use) - set(self.key_ring.key_ids))
+
+    # -- secrets ------------------------------------------------------------------------------
+
+    def _seal(self, tenant: str, connection_id: UUID, spec: ConnectionSpec) -> Sealed:
+        sealed = {}
+        for field, plaintext in spec.secrets().items():
+            blob = self.key_ring.seal(plaintext, Binding(tenant, str(connection_id), field))
+            sealed[field] = (key_id_of(blob), blob)
+        return sealed
+
+    async def _open_secrets(
+        self, connection: Connection, skip: frozenset[str] = frozenset()
+    ) -> dict[str, str]:
+        opened: dict[str, str] = {}
+        for field, blob in (await self.repository.secrets(connection)).items():
+            if field in skip:
+                continue
+            try:
+                opened[field] = self.key_ring.open(
+                    blob, Binding(connection.tenant, str(connection.id), field)
+                )
+            except SecretUnreadable as error:
+                raise SecretsUnavailable(
+                    f"a stored secret ({field}) is sealed under key {error.key_id!r}, which is not loaded"
+                ) from None
+        return opened
+
+    async def _open_fields(
+        self, connection: Connection, patch: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The stored connection as canonical fields, secrets opened (those `patch` replaces are skipped)."""
+        replaced = frozenset(_replaced_secrets(patch or {}))
+        secrets = await self._open_secrets(connection, replaced)
+        fields: dict[str, Any] = {
+            "configName": connection.config_name,
+            "type": connection.engine.value,
+            "host": connection.host,
+            "port": connection.port,
+            "databaseName": connection.database_name,
+            "userName": connection.user_name,
+            "password": secrets.get("password"),
+            "schema": connection.schema,
+            "metadata": connection.metadata,
+            "options": connection.options or None,
+            "subType": connection.sub_type,
+            "connectionString": secrets.get("connectionString"),
+        }
+        if connection.ssl is not None:
+            fields["ssl"] = {
+                "mode": connection.ssl.mode.value,
+                **{name: secrets.get(f"ssl.{name}") for name in ("ca", "cert", "key")},
+            }
+            fields["ssl"] = {name: value for name, value in fields["ssl"].items() if value is not None}
+        return {name: value for name, value in fields.items() if value is not None}
+
+    async def _open_spec(self, connection: Connection) -> ConnectionSpec:
+        return validate_spec(await self._open_fields(connection))
+
+
+def _replaced_secrets(patch: Mapping[str, Any]) -> set[str]:
+    """Secret fields that `patch` sets or clears, so their stored values need not be opened."""
+    replaced = {name for name in ("password", "connectionString") if name in patch}
+    ssl = patch.get("ssl", {}) if "ssl" in patch else {}
+    if "ssl" in patch and ssl is None:
+        replaced |= {"ssl.ca", "ssl.cert", "ssl.key"}
+    elif isinstance(ssl, Mapping):
+        replaced |= {f"ssl.{name}" for name in ("ca", "cert", "key") if name in ssl}
+    return replaced & set(SECRET_FIELDS)
+
+
+def _check_etag(connection: Connection, if_match: str | None) -> None:
+    if if_match is None or if_match.strip() == "*":
+        return
+    tags = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+    if connection.etag not in tags:
+        raise PreconditionFailed("the connection changed since it was read (ETag mismatch)")
+
+
+def _target(spec: ConnectionSpec) -> ProbeTarget:
+    ssl = None
+    if spec.ssl is not None:
+        ssl = SslMaterial(spec.ssl.mode.value, spec.ssl.ca, spec.ssl.cert, spec.ssl.key)
+    return ProbeTarget(
+        engine=spec.engine.value,
+        host=spec.host,
+        port=spec.port,
+        database=spec.database_name,
+        user=spec.user_name,
+        password=spec.password,
+        schema=spec.schema,
+        ssl=ssl,
+        options=spec.options,
+    )
+
+
+def _masked_uri(spec: ConnectionSpec) -> str | None:
+    return connstring.masked(spec.connection_string) if spec.connection_string else None
+
+
+def _canonical(fields: Mapping[str, Any], product_name: str | None) -> bytes:
+    return json.dumps([fields, product_name], sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def _missing(
+    source: str, wanted: Mapping[str, list[str]], known: Mapping[str, set[str]]
+) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    for table, fields in wanted.items():
+        if table not in known:
+            errors.append({"dataSourceId": source, "table": table, "type": "TABLE_NOT_FOUND"})
+            continue
+        errors.extend(
+            {"dataSourceId": source, "table": table, "field": field, "type": "FIELD_NOT_FOUND"}
+            for field in fields
+            if field not in known[table]
+        )
+    return errors

@@ -1,0 +1,457 @@
+"""The connection repository: every query the service needs, scoped by tenant, on SQLite or PostgreSQL.
+
+Writes are single transactions whose first statement writes, so SQLite takes its write lock at once
+(and waits on `busy_timeout`) instead of failing a read-to-write upgrade. Store failures surface as
+`StoreUnavailable`; name clashes as `NameTaken`, decided by the unique index, not by a prior read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, Select, and_, delete, event, func, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from connhub.domain.connection import Connection, ConnectionSpec, Engine, SslMode, SslSummary, normalized_text
+from connhub.domain.errors import NameTaken, NotFound, StoreUnavailable
+from connhub.domain.listing import Cursor, ListQuery, Page
+from connhub.store.schema import async_url
+from connhub.store.tables import connection_secrets, connections, idempotency_keys
+
+Sealed = Mapping[str, tuple[str, bytes]]  # field -> (key id, ciphertext)
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    key: str
+    request_hash: str
+    connection_id: UUID
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    connection_number: int
+    connection_id: UUID
+    tenant: str
+    field: str
+    key_id: str
+    ciphertext: bytes
+
+
+def create_store_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    """An async engine for `url`; SQLite gets WAL and a busy timeout so writers queue, not fail."""
+    full = async_url(url)
+    if full.startswith("sqlite"):
+        engine = create_async_engine(full, pool_size=pool_size, max_overflow=0, pool_timeout=10)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        full,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=10,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "busy_timeout=10000", "synchronous=NORMAL", "foreign_keys=ON"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+class ConnectionRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._guard(), self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._guard(), self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Turn 'the store did not answer' into StoreUnavailable (never a 500, never its text)."""
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except (OperationalError, DBAPIError, PoolTimeout, OSError, TimeoutError) as error:
+            if isinstance(error, DBAPIError) and not _is_outage(error):
+                raise
+            raise StoreUnavailable("the connection store is not answering; try again shortly") from None
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            await conn.execute(select(1))
+
+    # -- create -------------------------------------------------------------------------------
+
+    async def add(
+        self,
+        *,
+        tenant: str,
+        connection_id: UUID,
+        product_name: str | None,
+        spec: ConnectionSpec,
+        masked_uri: str | None,
+        sealed: Sealed,
+        now: datetime,
+        idempotency: IdempotencyRecord | None = None,
+    ) -> Connection:
+        row = {
+            "id": connection_id,
+            "tenant": tenant,
+            "product_name": product_name,
+            **_spec_columns(spec, masked_uri),
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+        }
+        try:
+            async with self._write() as conn:
+                number = (
+                    await conn.execute(insert(connections).returning(connections.c.number), row)
+                ).scalar_one()
+                await _insert_secrets(conn, number, sealed)
+                if idempotency:
+                    await conn.execute(
+                        insert(idempotency_keys),
+                        {
+                            "tenant": tenant,
+                            "key": idempotency.key,
+                            "request_hash": idempotency.request_hash,
+                            "status": 201,
+                            "response": {"connectionId": str(idempotency.connection_id)},
+                            "created_at": now,
+                        },
+                    )
+        except IntegrityError:
+            raise NameTaken(f"a connection named {spec.config_name!r} already exists") from None
+        return _to_connection({**row, "number": number, "deleted_at": None})
+
+    async def find_idempotent(self, tenant: str, key: str) -> IdempotencyRecord | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(idempotency_keys).where(
+                        idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        return IdempotencyRecord(key, row.request_hash, UUID(row.response["connectionId"]))
+
+    # -- read ---------------------------------------------------------------------------------
+
+    async def get(self, tenant: str, connection_id: UUID) -> Connection:
+        return await self._one(tenant, connections.c.id == connection_id)
+
+    async def get_by_number(self, tenant: str, number: int) -> Connection:
+        return await self._one(tenant, connections.c.number == number)
+
+    async def get_by_name(self, tenant: str, name: str) -> Connection:
+        return await self._one(tenant, connections.c.name_key == normalized_text(name))
+
+    async def _one(self, tenant: str, condition: ColumnElement[bool]) -> Connection:
+        async with self._read() as conn:
+            row = (await conn.execute(_live(tenant).where(condition))).first()
+        if row is None:
+            raise NotFound("connection not found")
+        return _to_connection(row._mapping)
+
+    async def list(self, tenant: str, query: ListQuery) -> Page[Connection]:
+        filtered = _filtered(tenant, query)
+        order = _order(query)
+        page_query = filtered.order_by(*order).limit(query.limit + 1)
+        if query.cursor:
+            page_query = page_query.where(_after(query.cursor))
+        else:
+            page_query = page_query.offset((query.page - 1) * query.limit)
+        count_query = select(func.count()).select_from(filtered.subquery())
+        async with self._read() as conn:
+            rows = (await conn.execute(page_query)).all()
+            total = (await conn.execute(count_query)).scalar_one()
+        items = [_to_connection(row._mapping) for row in rows[: query.limit]]
+        next_cursor = _cursor_after(items[-1], query) if len(rows) > query.limit else None
+        return Page(items, query.page, query.limit, total, next_cursor)
+
+    async def secrets(self, connection: Connection) -> dict[str, bytes]:
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(connection_secrets.c.field, connection_secrets.c.ciphertext).where(
+                    connection_secrets.c.connection_number == connection.number
+                )
+            )
+            return {row.field: row.ciphertext for row in rows}
+
+    # -- update, delete -----------------------------------------------------------------------
+
+    async def replace(
+        self,
+        current: Connection,
+        spec: ConnectionSpec,
+        masked_uri: str | None,
+        sealed: Sealed,
+        now: datetime,
+    ) -> Connection | None:
+        """Store `spec` over `current` if nobody changed it since it was read; None when someone did."""
+        values = {**_spec_columns(spec, masked_uri), "updated_at": now, "version": current.version + 1}
+        try:
+            async with self._write() as conn:
+                changed = await conn.execute(
+                    update(connections)
+                    .where(*_same_version(current))
+                    .values(values)
+                    .returning(*connections.c)
+                )
+                row = changed.first()
+                if row is None:
+                    return None
+                await conn.execute(
+                    delete(connection_secrets).where(connection_secrets.c.connection_number == current.number)
+                )
+                await _insert_secrets(conn, current.number, sealed)
+        except IntegrityError:
+            raise NameTaken(f"a connection named {spec.config_name!r} already exists") from None
+        return _to_connection(row._mapping)
+
+    async def assign_product(
+        self, current: Connection, product_name: str, now: datetime
+    ) -> Connection | None:
+        async with self._write() as conn:
+            row = (
+                await conn.execute(
+                    update(connections)
+                    .where(*_same_version(current), connections.c.product_name.is_(None))
+                    .values(product_name=product_name, updated_at=now, version=current.version + 1)
+                    .returning(*connections.c)
+                )
+            ).first()
+        return None if row is None else _to_connection(row._mapping)
+
+    async def soft_delete(self, current: Connection, now: datetime) -> bool:
+        """Mark deleted and wipe the secrets, if `current` is still as read; False when it changed."""
+        async with self._write() as conn:
+            changed = await conn.execute(
+                update(connections)
+                .where(*_same_version(current))
+                .values(
+                    deleted_at=now, updated_at=now, version=current.version + 1, masked_connection_string=None
+                )
+            )
+            if changed.rowcount == 0:
+                return False
+            await conn.execute(
+                delete(connection_secrets).where(connection_secrets.c.connection_number == current.number)
+            )
+        return True
+
+    # -- key rotation and readiness ---------------------------------------------------------
+
+    async def key_id_counts(self) -> dict[str, int]:
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(connection_secrets.c.key_id, func.count()).group_by(connection_secrets.c.key_id)
+            )
+            return {key_id: count for key_id, count in rows.tuples()}
+
+    async def secrets_not_under(self, key_id: str, after: tuple[int, str], limit: int) -> list[StoredSecret]:
+        """A batch of secrets sealed under another key than `key_id`, in (number, field) order."""
+        number, field = after
+        query = (
+            select(
+                connection_secrets,
+                connections.c.id,
+                connections.c.tenant,
+            )
+            .join(connections, connections.c.number == connection_secrets.c.connection_number)
+            .where(
+                connection_secrets.c.key_id != key_id,
+                or_(
+                    connection_secrets.c.connection_number > number,
+                    and_(
+                        connection_secrets.c.connection_number == number, connection_secrets.c.field > field
+                    ),
+                ),
+            )
+            .order_by(connection_secrets.c.connection_number, connection_secrets.c.field)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            StoredSecret(r.connection_number, r.id, r.tenant, r.field, r.key_id, r.ciphertext) for r in rows
+        ]
+
+    async def reseal(self, secret: StoredSecret, key_id: str, ciphertext: bytes) -> bool:
+        """Swap one ciphertext if it is still the one that was read (a concurrent update wins)."""
+        async with self._write() as conn:
+            changed = await conn.execute(
+                update(connection_secrets)
+                .where(
+                    connection_secrets.c.connection_number == secret.connection_number,
+                    connection_secrets.c.field == secret.field,
+                    connection_secrets.c.ciphertext == secret.ciphertext,
+                )
+                .values(key_id=key_id, ciphertext=ciphertext)
+            )
+            return bool(changed.rowcount)
+
+
+# -- query building -------------------------------------------------------------------------
+
+
+def _live(tenant: str) -> Select[Any]:
+    return select(connections).where(connections.c.tenant == tenant, connections.c.deleted_at.is_(None))
+
+
+def _same_version(current: Connection) -> tuple[ColumnElement[bool], ...]:
+    return (
+        connections.c.number == current.number,
+        connections.c.version == current.version,
+        connections.c.deleted_at.is_(None),
+    )
+
+
+def _filtered(tenant: str, query: ListQuery) -> Select[Any]:
+    statement = _live(tenant)
+    equal = {
+        connections.c.engine: query.engine,
+        connections.c.host: query.host,
+        connections.c.database_name: query.database_name,
+        connections.c.product_name: query.product_name,
+    }
+    for column, value in equal.items():
+        if value is not None:
+            statement = statement.where(column == value)
+    if query.unassigned:
+        statement = statement.where(connections.c.product_name.is_(None))
+    if query.config_name:
+        statement = statement.where(
+            connections.c.name_key.contains(normalized_text(query.config_name), autoescape=True)
+        )
+    if query.start_date:
+        statement = statement.where(
+            connections.c.created_at >= datetime.combine(query.start_date, time(), UTC)
+        )
+    if query.end_date:
+        end = datetime.combine(query.end_date + timedelta(days=1), time(), UTC)
+        statement = statement.where(connections.c.created_at < end)
+    for key, value in query.metadata.items():
+        statement = statement.where(connections.c.metadata[key].as_string() == value)
+    return statement
+
+
+def _sort_column(query: ListQuery) -> Any:
+    return connections.c.created_at if query.sort_by == "createdAt" else connections.c.name_key
+
+
+def _order(query: ListQuery) -> list[Any]:
+    column = _sort_column(query)
+    if query.sort_order == "asc":
+        return [column.asc(), connections.c.number.asc()]
+    return [column.desc(), connections.c.number.desc()]
+
+
+def _after(cursor: Cursor) -> ColumnElement[bool]:
+    """Rows strictly after the cursor in the page order: keyset paging, constant cost at any depth."""
+    if cursor.sort_by == "createdAt":
+        column: Any = connections.c.created_at
+        value: Any = datetime.fromisoformat(cursor.value)
+    else:
+        column, value = connections.c.name_key, cursor.value
+    if cursor.sort_order == "asc":
+        return or_(column > value, and_(column == value, connections.c.number > cursor.number))
+    return or_(column < value, and_(column == value, connections.c.number < cursor.number))
+
+
+def _cursor_after(last: Connection, query: ListQuery) -> str:
+    value = last.created_at.isoformat() if query.sort_by == "createdAt" else normalized_text(last.config_name)
+    return Cursor(query.sort_by, query.sort_order, value, last.number).encode()
+
+
+# -- row mapping ----------------------------------------------------------------------------
+
+
+def _spec_columns(spec: ConnectionSpec, masked_uri: str | None) -> dict[str, Any]:
+    ssl = spec.ssl.summary if spec.ssl else None
+    return {
+        "config_name": spec.config_name,
+        "name_key": normalized_text(spec.config_name),
+        "engine": spec.engine.value,
+        "host": spec.host,
+        "port": spec.port,
+        "database_name": spec.database_name,
+        "user_name": spec.user_name,
+        "schema_name": spec.schema,
+        "ssl": None
+        if ssl is None
+        else {"mode": ssl.mode.value, "hasCa": ssl.has_ca, "hasCert": ssl.has_cert, "hasKey": ssl.has_key},
+        "metadata": spec.metadata,
+        "options": spec.options,
+        "sub_type": spec.sub_type,
+        "masked_connection_string": masked_uri,
+    }
+
+
+async def _insert_secrets(conn: AsyncConnection, number: int, sealed: Sealed) -> None:
+    if sealed:
+        await conn.execute(
+            insert(connection_secrets),
+            [
+                {"connection_number": number, "field": field, "key_id": key_id, "ciphertext": ciphertext}
+                for field, (key_id, ciphertext) in sealed.items()
+            ],
+        )
+
+
+def _to_connection(row: Mapping[str, Any]) -> Connection:
+    ssl = row["ssl"]
+    return Connection(
+        id=row["id"],
+        number=row["number"],
+        tenant=row["tenant"],
+        product_name=row["product_name"],
+        config_name=row["config_name"],
+        engine=Engine(row["engine"]),
+        host=row["host"],
+        port=row["port"],
+        database_name=row["database_name"],
+        user_name=row["user_name"],
+        schema=row["schema_name"],
+        ssl=None
+        if ssl is None
+        else SslSummary(SslMode(ssl["mode"]), ssl["hasCa"], ssl["hasCert"], ssl["hasKey"]),
+        metadata=row["metadata"],
+        options=row["options"] or {},
+        sub_type=row["sub_type"],
+        masked_connection_string=row["masked_connection_string"],
+        has_password=True,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+    )
+
+
+def _is_outage(error: DBAPIError) -> bool:
+    """Whether a driver error means the store is unreachable (rather than a bug in a query)."""
+    return bool(error.connection_invalidated) or isinstance(error, OperationalError)

@@ -1,0 +1,56 @@
+"""Store URLs and migrations: one place that knows which driver serves which URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import make_url
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def async_url(url: str) -> str:
+    """The SQLAlchemy async URL for a user's URL: a plain postgresql:// means psycopg 3."""
+    return _with_driver(url, sqlite="sqlite+aiosqlite", postgresql="postgresql+psycopg")
+
+
+def sync_url(url: str) -> str:
+    return _with_driver(url, sqlite="sqlite", postgresql="postgresql+psycopg")
+
+
+def _with_driver(url: str, *, sqlite: str, postgresql: str) -> str:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        _ensure_sqlite_dir(parsed.database)
+        return parsed.set(drivername=sqlite).render_as_string(hide_password=False)
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername=postgresql).render_as_string(hide_password=False)
+    raise ValueError("the store must be sqlite:/// or postgresql://")
+
+
+def _ensure_sqlite_dir(database: str | None) -> None:
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
+    return config
+
+
+def migrate(url: str) -> None:
+    """Bring the store at `url` to the newest schema (idempotent)."""
+    engine = create_engine(sync_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
