@@ -272,7 +272,7 @@ class ConnectionRepository:
             rows = await conn.execute(
                 select(connection_secrets.c.key_id, func.count()).group_by(connection_secrets.c.key_id)
             )
-            return {key_id: count for key_id, count in rows.tuples()}
+            return {key_id: count for key_id, count in rows}
 
     async def secrets_not_under(self, key_id: str, after: tuple[int, str], limit: int) -> list[StoredSecret]:
         """A batch of secrets sealed under another key than `key_id`, in (number, field) order."""
