@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from prometheus_client import Counter, Histogram
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("connhub_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -43,10 +42,8 @@ class RequestMetrics:
 
 
 def _route_template(scope: Scope) -> str:
-    """The matched route's path template (bounded cardinality), or `unmatched`."""
-    app = scope.get("app")
-    for route in getattr(getattr(app, "router", None), "routes", []):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+    """The matched route's path template (bounded cardinality), or `unmatched`.
+
+    The router records the route it matched in the scope it shares with us.
+    """
+    return str(getattr(scope.get("route"), "path", "unmatched"))
