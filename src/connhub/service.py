@@ -196,8 +196,8 @@ class ConnectionService:
         except ValueError:
             return await self.repository.get_by_name(tenant, name_or_id)
 
-    async def list(self, tenant: str, query: ListQuery) -> Page[Connection]:
-        return await self.repository.list(tenant, query)
+    async def list_connections(self, tenant: str, query: ListQuery) -> Page[Connection]:
+        return await self.repository.list_connections(tenant, query)
 
     # -- update, delete -----------------------------------------------------------------------
 

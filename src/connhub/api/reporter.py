@@ -149,7 +149,7 @@ async def list_connections(
     }
     product_name = validate_product_name(product) if product is not None else None
     query = parse_list_query(params, metadata, product_name)
-    return render_page(await hub(request).service.list(principal.tenant, query))
+    return render_page(await hub(request).service.list_connections(principal.tenant, query))
 
 
 @router.get(
@@ -164,7 +164,7 @@ async def unassigned(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Json:
     query = ListQuery(page=page, limit=limit, unassigned=True)
-    return render_page(await hub(request).service.list(principal.tenant, query))
+    return render_page(await hub(request).service.list_connections(principal.tenant, query))
 
 
 @router.post(
@@ -305,7 +305,7 @@ async def data_sources(request: Request, principal: Reader) -> Json:
     items: list[dict[str, Any]] = []
     query = parse_list_query({"limit": "1000", "sortBy": "configName", "sortOrder": "asc"}, {}, None)
     while True:
-        page = await service.list(principal.tenant, query)
+        page = await service.list_connections(principal.tenant, query)
         items.extend(_data_source(item) for item in page.items)
         if page.next_cursor is None:
             return Json(items)

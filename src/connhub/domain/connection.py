@@ -254,10 +254,14 @@ def _with_connection_string(fields: Mapping[str, Any], errors: dict[str, str]) -
         errors["connectionString"] = str(problem)
         values.pop("connectionString")
         return values
+    if values.get("type") is not None and _engine(values["type"], {}) not in (None, parsed.engine):
+        # An explicit type that disagrees would send the URI's host to the wrong engine's driver.
+        errors["connectionString"] = "its scheme does not match the given type"
     for name, value in parsed.fields().items():
         values.setdefault(name, value)
     if parsed.options:
-        values["options"] = {**parsed.options, **(values.get("options") or {})}
+        # _options normalizes Chartbrew's list form first, so both forms merge (explicit ones win).
+        values["options"] = {**parsed.options, **_options(values.get("options"), errors)}
     return values
 
 
@@ -335,7 +339,7 @@ def _ssl(value: Any, errors: dict[str, str]) -> SslSettings | None:
     for name in sorted(set(value) - {"mode", "ca", "cert", "key"}):
         errors[f"ssl.{name}"] = "unknown field"
     mode = value.get("mode")
-    if mode not in SslMode._value2member_map_:
+    if not isinstance(mode, str) or mode not in SslMode._value2member_map_:
         errors["ssl.mode"] = "required: one of " + ", ".join(SslMode)
     ca, cert, key = (value.get(name) for name in ("ca", "cert", "key"))
     _pem("ssl.ca", ca, pem.certificate_problem, errors)
@@ -343,7 +347,7 @@ def _ssl(value: Any, errors: dict[str, str]) -> SslSettings | None:
     _pem("ssl.key", key, pem.private_key_problem, errors)
     if (cert is None) != (key is None):
         errors["ssl.cert" if cert is None else "ssl.key"] = "ssl.cert and ssl.key go together"
-    if any(name.startswith("ssl") for name in errors):
+    if any(name.startswith("ssl") for name in errors) or not isinstance(mode, str):
         return None
     return SslSettings(SslMode(mode), ca, cert, key)
 

@@ -73,11 +73,15 @@ def parse_list_query(params: dict[str, Any], metadata: dict[str, str], product_n
     errors: dict[str, str] = {}
     page = _int_param(params, "page", 1, 1, 10**9, errors)
     limit = _int_param(params, "limit", 50, 1, 1000, errors)
-    sort_by = params.get("sortBy") or "createdAt"
-    if sort_by not in ("createdAt", "configName"):
+    sort_by: SortBy = "createdAt"
+    if params.get("sortBy") in ("createdAt", "configName"):
+        sort_by = params["sortBy"]
+    elif params.get("sortBy"):
         errors["sortBy"] = "must be createdAt or configName"
-    sort_order = (params.get("sortOrder") or "desc").lower()
-    if sort_order not in ("asc", "desc"):
+    sort_order: SortOrder = "desc"
+    if (params.get("sortOrder") or "desc").lower() == "asc":
+        sort_order = "asc"
+    elif (params.get("sortOrder") or "desc").lower() != "desc":
         errors["sortOrder"] = "must be asc or desc"
     engine = params.get("type")
     if engine is not None:
@@ -97,7 +101,7 @@ def parse_list_query(params: dict[str, Any], metadata: dict[str, str], product_n
         limit=limit,
         cursor=cursor,
         sort_by=sort_by,
-        sort_order=sort_order,  # type: ignore[arg-type]
+        sort_order=sort_order,
         engine=engine,
         host=params.get("host"),
         database_name=params.get("databaseName"),

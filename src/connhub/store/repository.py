@@ -178,7 +178,7 @@ class ConnectionRepository:
             raise NotFound("connection not found")
         return _to_connection(row._mapping)
 
-    async def list(self, tenant: str, query: ListQuery) -> Page[Connection]:
+    async def list_connections(self, tenant: str, query: ListQuery) -> Page[Connection]:
         filtered = _filtered(tenant, query)
         order = _order(query)
         page_query = filtered.order_by(*order).limit(query.limit + 1)
@@ -424,7 +424,7 @@ async def _insert_secrets(conn: AsyncConnection, number: int, sealed: Sealed) ->
         )
 
 
-def _to_connection(row: Mapping[str, Any]) -> Connection:
+def _to_connection(row: Mapping[Any, Any]) -> Connection:
     ssl = row["ssl"]
     return Connection(
         id=row["id"],

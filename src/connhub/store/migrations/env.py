@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import Connection, engine_from_config, pool
 
 from connhub.store.tables import metadata
 
@@ -20,7 +20,7 @@ def run() -> None:
         _migrate(fresh)
 
 
-def _migrate(conn: object) -> None:
+def _migrate(conn: Connection) -> None:
     context.configure(connection=conn, target_metadata=metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
