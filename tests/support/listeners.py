@@ -214,3 +214,45 @@ class TlsListener(_Listener):
         if self._hang_up:
             return
         await super()._serve(reader, writer)
+
+
+class ScriptedListener(_Listener):
+    """Answers each message a client sends with the next of `replies`, then hangs up.
+
+    A message is whatever arrives before the client pauses for `settle_s`: enough for protocols
+    where the client speaks first and waits (a TNS CONNECT, a TDS PRELOGIN and LOGIN7), so a test
+    can play a server's real answer, e.g. a listener's refusal or a failed login, byte for byte.
+    """
+
+    def __init__(self, replies: Iterable[bytes], *, settle_s: float = 0.05) -> None:
+        super().__init__(None)
+        self._replies = list(replies)
+        self._settle_s = settle_s
+        self.received: list[bytes] = []
+
+    async def __aenter__(self) -> ScriptedListener:
+        await super().__aenter__()
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for reply in self._replies:
+            message = await self._message(reader)
+            if not message:
+                return
+            self.received.append(message)
+            writer.write(reply)
+            await writer.drain()
+        await asyncio.sleep(self._settle_s)  # let the client read the last reply before the hang-up
+
+    async def _message(self, reader: asyncio.StreamReader) -> bytes:
+        message = await reader.read(65536)
+        while message:
+            try:
+                async with asyncio.timeout(self._settle_s):
+                    more = await reader.read(65536)
+            except TimeoutError:
+                break
+            if not more:
+                break
+            message += more
+        return message
