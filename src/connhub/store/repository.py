@@ -59,7 +59,8 @@ def create_store_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_timeout=10,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 5},
+        # A store that hangs (rather than refuses) must not hold a request forever.
+        connect_args={"connect_timeout": 5, "options": "-c statement_timeout=15000"},
     )
 
 
