@@ -1,0 +1,246 @@
+"""PostgreSQL probe: psycopg 3 async, libpq `sslmode` semantics.
+
+libpq is handed the checked address as `hostaddr` and the user's name as `host`, so it connects
+where the guard allowed while verify-full still checks the certificate against the name.
+
+Timings: libpq does TCP connect, TLS handshake and authentication in one call, so `connect`
+covers all three and `tls`/`auth` stay None rather than guessed. `query` is the probe's query.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import re
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors
+
+from connhub.domain.reports import Column, ErrorCategory, Table
+from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
+from connhub.probes.runner import PrivateFiles, private_files
+
+DEFAULT_SCHEMA = "public"
+_VERIFYING_MODES = ("verify-ca", "verify-full")
+_LIBPQ_WITH_SSLCERTMODE = 160000
+
+# One catalog query for the whole schema. pg_catalog rather than information_schema: the latter's
+# views cost seconds on schemas with thousands of tables. Only what the user may SELECT is listed
+# (as information_schema would); partitions are left out, their parent stands for them.
+SCHEMA_SQL = """
+SELECT c.relname,
+       a.attname,
+       pg_catalog.format_type(a.atttypid, a.atttypmod),
+       NOT a.attnotnull,
+       COALESCE(a.attnum = ANY (pk.indkey), false)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary
+WHERE n.nspname = %(schema)s
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_(toast|temp)'
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND NOT c.relispartition
+  AND pg_catalog.has_any_column_privilege(c.oid, 'SELECT')
+ORDER BY c.relname, a.attnum
+"""
+
+
+class PostgresProbe:
+    async def test(self, target: ProbeTarget, ctx: ProbeContext) -> None:
+        async with _connected(target, ctx) as conn, _classified():
+            with ctx.phase("query"):
+                await conn.execute("SELECT 1")
+
+    async def read_schema(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
+        async with _connected(target, ctx) as conn, _classified():
+            with ctx.phase("query"):
+                cursor = await conn.execute(SCHEMA_SQL, {"schema": target.schema or DEFAULT_SCHEMA})
+                rows = await cursor.fetchall()
+        return tables_from_rows(rows)
+
+
+PROBE = PostgresProbe()
+
+
+def tables_from_rows(rows: Sequence[Sequence[Any]]) -> list[Table]:
+    """Rows of (table, column, type, nullable, primary key), ordered by table then position."""
+    columns: dict[str, list[Column]] = {}
+    for table, name, type_, nullable, primary_key in rows:
+        columns.setdefault(table, []).append(Column(name, type_, bool(nullable), bool(primary_key)))
+    return [Table(name, tuple(cols)) for name, cols in columns.items()]
+
+
+@asynccontextmanager
+async def _connected(target: ProbeTarget, ctx: ProbeContext) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    ssl_material = target.ssl or SslMaterial(mode="prefer")  # libpq's default mode
+    # The PEM files exist only while libpq reads them during the handshake.
+    with private_files(ca=ssl_material.ca, cert=ssl_material.cert, key=ssl_material.key) as files:
+        params = _connect_params(target, ctx, ssl_material, files)
+        try:
+            with ctx.phase("connect"):
+                conn = await psycopg.AsyncConnection.connect(**params)
+        except psycopg.Error as exc:
+            raise classify(exc) from None
+    try:
+        _record_session(conn, ctx)
+        yield conn
+    finally:
+        await conn.close()
+
+
+def _connect_params(
+    target: ProbeTarget, ctx: ProbeContext, material: SslMaterial, files: PrivateFiles
+) -> dict[str, Any]:
+    return {
+        "host": target.host,  # what verify-full checks the certificate against
+        "hostaddr": ctx.address,  # where the connection goes: the address the guard checked
+        "port": target.port,
+        "dbname": target.database,
+        "user": target.user,
+        "password": target.password,
+        # libpq counts whole seconds, at least 2; the runner's budget is the real bound.
+        "connect_timeout": max(2, math.ceil(ctx.timeout_s)),
+        "application_name": "connhub",
+        "gssencmode": "disable",  # no Kerberos here, and no GSS round trip before TLS
+        "autocommit": True,
+        **_ssl_params(material, files),
+    }
+
+
+def _ssl_params(material: SslMaterial, files: PrivateFiles) -> dict[str, str]:
+    """libpq TLS settings that depend only on what the connection stores, never on files in the
+    service's home directory (~/.postgresql/root.crt, postgresql.crt would otherwise be used)."""
+    params = {"sslmode": material.mode}
+    if material.mode == "disable":
+        return params
+    if "ca" in files.paths:
+        params["sslrootcert"] = files.paths["ca"]
+    elif material.mode in _VERIFYING_MODES:
+        params["sslrootcert"] = system_ca_file()
+    else:
+        # Named but absent: libpq then verifies nothing, as these modes promise without a CA.
+        params["sslrootcert"] = str(files.directory / "no-root-certificate.pem")
+    if "cert" in files.paths and "key" in files.paths:
+        params["sslcert"], params["sslkey"] = files.paths["cert"], files.paths["key"]
+    elif psycopg.pq.version() >= _LIBPQ_WITH_SSLCERTMODE:
+        params["sslcertmode"] = "disable"  # never present a client certificate found by default
+    return params
+
+
+def system_ca_file() -> str:
+    """The operating system's CA bundle. libpq's `sslrootcert=system` is not used: psycopg-binary
+    bundles an OpenSSL whose default store path does not exist on the host."""
+    paths = ssl.get_default_verify_paths()
+    candidates = [
+        os.environ.get(paths.openssl_cafile_env),
+        paths.cafile,
+        paths.openssl_cafile,
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    raise ProbeFailure(ErrorCategory.TLS_FAILED, "No system CA certificates found to verify the server: provide ssl.ca")
+
+
+def _record_session(conn: psycopg.AsyncConnection[Any], ctx: ProbeContext) -> None:
+    ctx.server_version = conn.info.parameter_status("server_version")
+    ctx.tls.enabled = conn.pgconn.ssl_in_use
+    if ctx.tls.enabled:
+        ctx.tls.version = _ssl_attribute(conn, "protocol")
+        ctx.tls.cipher = _ssl_attribute(conn, "cipher")
+
+
+def _ssl_attribute(conn: psycopg.AsyncConnection[Any], name: str) -> str | None:
+    """libpq's PQsslAttribute, which psycopg does not wrap: called through `pgconn_ptr`, the
+    documented way to reach unwrapped libpq functions. None when libpq cannot be located."""
+    pointer: int | None = getattr(conn.pgconn, "pgconn_ptr", None)  # not in psycopg's type stubs
+    library = _loaded_libpq()
+    if pointer is None or library is None:
+        return None
+    function = library.PQsslAttribute
+    function.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    function.restype = ctypes.c_char_p
+    value: bytes | None = function(pointer, name.encode())
+    return value.decode() if value else None
+
+
+def _loaded_libpq() -> ctypes.CDLL | None:
+    # It must be the very libpq that made the connection (psycopg-binary bundles its own): find
+    # it among the loaded libraries, and refuse to load another copy (RTLD_NOLOAD).
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "/libpq" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            return ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+        except OSError:
+            continue
+    return None
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+_SQLSTATE_CATEGORIES = {
+    "28P01": ErrorCategory.AUTH_FAILED,
+    "28000": ErrorCategory.AUTH_FAILED,
+    "3D000": ErrorCategory.DATABASE_NOT_FOUND,
+    "42501": ErrorCategory.PERMISSION_DENIED,
+    "57014": ErrorCategory.TIMEOUT,  # query_canceled, e.g. by statement_timeout
+}
+
+# Connection failures carry no SQLSTATE in psycopg: libpq only gives their text, so they are told
+# apart by it, first match wins. The server's part (FATAL: ...) is English unless its lc_messages
+# says otherwise; what is not recognised stays DRIVER_ERROR with libpq's explanation.
+_MESSAGE_CATEGORIES: tuple[tuple[re.Pattern[str], ErrorCategory], ...] = tuple(
+    (re.compile(pattern), category)
+    for pattern, category in (
+        (r"certificate|does not match host name", ErrorCategory.TLS_FAILED),
+        (r"server does not support ssl|ssl error|ssl syscall|sslmode", ErrorCategory.TLS_FAILED),
+        (r"permission denied", ErrorCategory.PERMISSION_DENIED),
+        (r'database ".*" does not exist', ErrorCategory.DATABASE_NOT_FOUND),
+        (r"authentication failed|no pg_hba\.conf entry|no password supplied", ErrorCategory.AUTH_FAILED),
+        (r'role ".*" does not exist|not permitted to log in', ErrorCategory.AUTH_FAILED),
+        (r"connection refused", ErrorCategory.PORT_CLOSED),
+        (r"no route to host|network is unreachable|host is unreachable", ErrorCategory.HOST_UNREACHABLE),
+        (r"timeout expired|timed out", ErrorCategory.TIMEOUT),
+    )
+)
+
+
+def classify(exc: psycopg.Error) -> ProbeFailure:
+    """The failure a psycopg error means for the user. The text keeps libpq's explanation but not
+    psycopg's "connection failed:" prefix."""
+    message = str(exc).removeprefix("connection failed: ").removeprefix("connection is bad: ")
+    return ProbeFailure(_category(exc, message.lower()), message)
+
+
+def _category(exc: psycopg.Error, text: str) -> ErrorCategory:
+    if isinstance(exc, errors.ConnectionTimeout):
+        return ErrorCategory.TIMEOUT
+    if exc.sqlstate in _SQLSTATE_CATEGORIES:
+        return _SQLSTATE_CATEGORIES[exc.sqlstate]
+    for pattern, category in _MESSAGE_CATEGORIES:
+        if pattern.search(text):
+            return category
+    return ErrorCategory.DRIVER_ERROR
+
+
+@asynccontextmanager
+async def _classified() -> AsyncIterator[None]:
+    """Errors of the queries after connecting (e.g. SQLSTATE 42501) mapped like connect errors."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise classify(exc) from None

@@ -1,0 +1,240 @@
+"""Runs a probe under the service's rules and turns whatever happens into a `TestReport`.
+
+The rules: a global bound on concurrent probes; the network guard before any connection; one
+time budget (CONNHUB_PROBE_TIMEOUT_S) for the whole call, waiting for a slot included; and no
+secret in anything that leaves this module. Every string of every report passes through
+`Redactor.clean` on its way out, whatever produced it (our messages, driver errors, the server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote, quote_plus
+
+from connhub.domain.reports import ErrorCategory, Phases, Table, TestReport, TlsInfo, failure_report
+from connhub.probes.base import Probe, ProbeContext, ProbeFailure, ProbeTarget
+from connhub.probes.guard import DEFAULT_DENY_CIDRS, Network, parse_cidrs, resolve_checked
+from connhub.probes.registry import probe_for
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_PRODUCT_NAMES = {
+    "POSTGRESQL": "PostgreSQL",
+    "MYSQL": "MySQL",
+    "MONGODB": "MongoDB",
+    "SQL_SERVER": "SQL Server",
+    "ORACLE": "Oracle",
+}
+_MAX_MESSAGE = 500
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class ProbePolicy:
+    timeout_s: float = 10.0
+    deny: tuple[Network, ...] = parse_cidrs(DEFAULT_DENY_CIDRS)
+    allow: tuple[Network, ...] = ()
+    max_concurrent: int = 64
+
+
+class ProbeRunner:
+    """Tests connections and reads their schema; one instance serves the whole process."""
+
+    def __init__(self, policy: ProbePolicy) -> None:
+        self._policy = policy
+        self._slots = asyncio.Semaphore(policy.max_concurrent)
+
+    async def test(self, target: ProbeTarget) -> TestReport:
+        """Connect, authenticate, run a trivial query. Never raises (but for cancellation)."""
+        _, report = await self._run(target, lambda probe, ctx: probe.test(target, ctx))
+        return report
+
+    async def read_schema(self, target: ProbeTarget) -> tuple[list[Table] | None, TestReport]:
+        """The target's tables with a report of the attempt; tables are None when it failed."""
+        return await self._run(target, lambda probe, ctx: probe.read_schema(target, ctx))
+
+    async def _run(
+        self, target: ProbeTarget, action: Callable[[Probe, ProbeContext], Awaitable[T]]
+    ) -> tuple[T | None, TestReport]:
+        redactor = Redactor.for_target(target)
+        attempt = _Attempt(started=time.perf_counter())
+        try:
+            async with asyncio.timeout(self._policy.timeout_s):
+                result = await self._attempt(target, attempt, action)
+        except Exception as exc:  # a driver's surprise must become a report, not a 500
+            return None, self._failed(target, attempt, self._failure(target, exc), redactor)
+        return result, self._succeeded(target, attempt, result, redactor)
+
+    def _failure(self, target: ProbeTarget, exc: Exception) -> ProbeFailure:
+        if isinstance(exc, ProbeFailure):
+            return exc
+        if isinstance(exc, TimeoutError):  # the budget ran out (or a driver gave up first)
+            budget = f"{self._policy.timeout_s:g} s"
+            return ProbeFailure(ErrorCategory.TIMEOUT, f"No answer from {target.host}:{target.port} within {budget}")
+        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{type(exc).__name__}: {exc}")
+
+    async def _attempt(
+        self, target: ProbeTarget, attempt: _Attempt, action: Callable[[Probe, ProbeContext], Awaitable[T]]
+    ) -> T:
+        async with self._slots:
+            probe = probe_for(target.engine)
+            dns_started = time.perf_counter()
+            address = await resolve_checked(
+                target.host, target.port, self._policy.deny, self._policy.allow, self._remaining(attempt)
+            )
+            attempt.phases.dns_ms = (time.perf_counter() - dns_started) * 1000
+            attempt.ctx = ProbeContext(address, self._remaining(attempt), phases=attempt.phases)
+            return await action(probe, attempt.ctx)
+
+    def _remaining(self, attempt: _Attempt) -> float:
+        return max(0.0, self._policy.timeout_s - (time.perf_counter() - attempt.started))
+
+    def _succeeded(self, target: ProbeTarget, attempt: _Attempt, result: object, redactor: Redactor) -> TestReport:
+        version = attempt.ctx.server_version if attempt.ctx else None
+        message = f"Connected to {_product(target.engine, version)}"
+        if isinstance(result, list):
+            message += f"; read {len(result)} tables"
+        report = TestReport(
+            status="success",
+            latency_ms=attempt.elapsed_ms(),
+            message=message,
+            server_version=version,
+            tls=attempt.tls(),
+            phases=dataclasses.replace(attempt.phases),
+        )
+        log.info("probe %s %s:%s succeeded", target.engine, target.host, target.port)
+        return redactor.report(report)
+
+    def _failed(self, target: ProbeTarget, attempt: _Attempt, failure: ProbeFailure, redactor: Redactor) -> TestReport:
+        report = failure_report(
+            failure.category,
+            failure.message,
+            attempt.elapsed_ms(),
+            server_version=attempt.ctx.server_version if attempt.ctx else None,
+            tls=attempt.tls(),
+            # A copy: a driver thread that outlives the budget may still write into the original.
+            phases=dataclasses.replace(attempt.phases),
+        )
+        report = redactor.report(report)
+        log.info(
+            "probe %s %s:%s failed: %s: %s",
+            target.engine,
+            target.host,
+            target.port,
+            failure.category,
+            report.message,
+        )
+        return report
+
+
+@dataclass
+class _Attempt:
+    started: float
+    phases: Phases = dataclasses.field(default_factory=Phases)
+    ctx: ProbeContext | None = None
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def tls(self) -> TlsInfo:
+        return dataclasses.replace(self.ctx.tls) if self.ctx else TlsInfo()
+
+
+def _product(engine: str, version: str | None) -> str:
+    name = _PRODUCT_NAMES.get(engine, engine)
+    if version and "mariadb" in version.lower():
+        name = "MariaDB"
+    number = re.match(r"\d+(?:\.\d+)*", version or "")
+    return f"{name} {number.group(0)}" if number else name
+
+
+class Redactor:
+    """Removes a target's secrets from text: the one gate every outgoing string passes."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        # Longest first, so a secret that contains another is replaced whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    @classmethod
+    def for_target(cls, target: ProbeTarget) -> Redactor:
+        secrets = [target.password, quote(target.password, safe=""), quote_plus(target.password)]
+        key = target.ssl.key if target.ssl else None
+        if key:
+            # The whole PEM and each base64 line of it, should a driver quote a fragment.
+            secrets.append(key)
+            secrets.extend(line.strip() for line in key.splitlines() if len(line.strip()) >= 16)
+        return cls(secrets)
+
+    def clean(self, text: str) -> str:
+        """One line, bounded length, no secret."""
+        text = self._replace(text)
+        # Collapsing whitespace could join a secret that spans whitespace back together: replace again.
+        text = self._replace(" ".join(text.split()))
+        return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+    def _replace(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def optional(self, text: str | None) -> str | None:
+        return None if text is None else self.clean(text)
+
+    def report(self, report: TestReport) -> TestReport:
+        tls = dataclasses.replace(
+            report.tls, version=self.optional(report.tls.version), cipher=self.optional(report.tls.cipher)
+        )
+        error = report.error
+        if error is not None:
+            error = dataclasses.replace(error, message=self.clean(error.message))
+        return dataclasses.replace(
+            report,
+            message=self.clean(report.message),
+            server_version=self.optional(report.server_version),
+            tls=tls,
+            error=error,
+        )
+
+
+@dataclass(frozen=True)
+class PrivateFiles:
+    directory: Path
+    paths: dict[str, str]  # name -> path, only for the texts that were given
+
+
+@contextmanager
+def private_files(**contents: str | None) -> Iterator[PrivateFiles]:
+    """Writes each given text (PEMs) to its own file in a fresh private directory (0700, files
+    0600) and deletes everything on exit. Drivers that only take file paths (libpq,
+    ssl.SSLContext.load_cert_chain) get the stored material this way, never via a shared path.
+
+    Shared by the engine probes; it lives here because the runner is the one engine-neutral module.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="connhub-probe-"))  # mkdtemp makes it 0700
+    try:
+        paths: dict[str, str] = {}
+        for name, text in contents.items():
+            if text is None:
+                continue
+            path = directory / f"{name}.pem"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text)
+            paths[name] = str(path)
+        yield PrivateFiles(directory, paths)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
