@@ -141,6 +141,7 @@ class _Listener:
         self._ssl = ssl_context
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self.accepted = 0
         self.port = 0
 
@@ -158,17 +159,26 @@ class _Listener:
         self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
+        # Handlers still running (a silent one, a settling one) end now, not at loop shutdown.
+        for handler in list(self._handlers):
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
         await self._server.wait_closed()
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         self._writers.add(writer)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
         try:
             await self._serve(reader, writer)
-        except (ConnectionError, ssl.SSLError):
-            pass
+        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
+            pass  # the client went away, or the listener is closing
         finally:
             self._writers.discard(writer)
+            if handler is not None:
+                self._handlers.discard(handler)
             writer.transport.abort()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -206,6 +206,7 @@ class MongoWireServer:
         self._tls = tls
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._connections = 0
         self._request_ids = 0
         self._handlers: dict[str, Callable[[_Connection, str, Document], Document]] = {
@@ -235,6 +236,9 @@ class MongoWireServer:
         self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
     @property
@@ -250,6 +254,9 @@ class MongoWireServer:
         self._connections += 1
         connection = _Connection(self._connections)
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             while True:
                 header = await reader.readexactly(_HEADER.size)
@@ -261,10 +268,12 @@ class MongoWireServer:
                 if answer is not None:
                     writer.write(answer)
                     await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, asyncio.CancelledError):
+            pass  # the client went away, or the server is closing
         finally:
             self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
             writer.transport.abort()
 
     def _answer(self, connection: _Connection, request_id: int, opcode: int, body: bytes) -> bytes | None:
@@ -298,9 +307,7 @@ class MongoWireServer:
         if connection.user is None:
             raise CommandError(13, "Unauthorized", f"Command {name} requires authentication")
         if self.grants is not None and database not in self.grants.get(connection.user, ()):
-            raise CommandError(
-                13, "Unauthorized", f"not authorized on {database} to execute command {{ {name}: ... }}"
-            )
+            raise CommandError(13, "Unauthorized", f"not authorized on {database} to execute command {{ {name}: ... }}")
 
     def _hello(self, connection: _Connection, _database: str, command: Document) -> Document:
         reply: Document = {
@@ -374,9 +381,7 @@ class MongoWireServer:
             elif "$limit" in stage:
                 documents = documents[: int(stage["$limit"])]
             else:
-                raise CommandError(
-                    40324, "Location40324", f"Unrecognized pipeline stage name: {next(iter(stage))!r}"
-                )
+                raise CommandError(40324, "Location40324", f"Unrecognized pipeline stage name: {next(iter(stage))!r}")
         return _cursor(f"{database}.{collection}", documents)
 
     def _get_more(self, _connection: _Connection, database: str, command: Document) -> Document:
