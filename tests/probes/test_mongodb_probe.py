@@ -240,14 +240,10 @@ async def test_verify_full_checks_the_typed_host_name_while_connecting_to_the_ad
     assert ctx.tls.cipher
 
 
-async def test_verify_full_rejects_a_certificate_for_another_name(
-    tls_server: MongoWireServer, ca: Any
-) -> None:
+async def test_verify_full_rejects_a_certificate_for_another_name(tls_server: MongoWireServer, ca: Any) -> None:
     failure = await failure_of(
         PROBE.test(
-            target(
-                tls_server.port, host="other.connhub.test", ssl=SslMaterial("verify-full", ca=ca.cert_pem)
-            ),
+            target(tls_server.port, host="other.connhub.test", ssl=SslMaterial("verify-full", ca=ca.cert_pem)),
             context(),
         )
     )
@@ -284,10 +280,17 @@ async def test_a_client_certificate_is_presented_when_given(ca: Any) -> None:
         await PROBE.test(target(wire.port, host=SERVER_NAME, ssl=material), context())
 
         without = SslMaterial("verify-full", ca=ca.cert_pem)
-        failure = await failure_of(
-            PROBE.test(target(wire.port, host=SERVER_NAME, ssl=without), context(timeout_s=2))
-        )
+        failure = await failure_of(PROBE.test(target(wire.port, host=SERVER_NAME, ssl=without), context(timeout_s=2)))
     assert failure.category in {ErrorCategory.TLS_FAILED, ErrorCategory.DRIVER_ERROR, ErrorCategory.TIMEOUT}
+
+
+async def test_a_client_key_that_does_not_match_its_certificate_is_tls_failed(ca: Any) -> None:
+    client = ca.issue(["app"], client=True)
+    material = SslMaterial("verify-full", ca=ca.cert_pem, cert=client.cert, key=ca.issue(["x"]).key)
+
+    failure = await failure_of(PROBE.test(target(free_port(), ssl=material), context()))
+
+    assert failure.category is ErrorCategory.TLS_FAILED
 
 
 # --- through the runner ----------------------------------------------------------------------

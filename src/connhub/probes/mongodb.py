@@ -94,9 +94,11 @@ async def _session(target: ProbeTarget, ctx: ProbeContext) -> AsyncIterator[Clie
     with private_files(**_pem_files(ssl_material)) as stored:
         files = stored.paths
         heartbeat = _FirstHeartbeat()
-        client: Client = AsyncMongoClient(**_client_options(target, ctx, files, heartbeat))
+        client: Client | None = None
         try:
             async with asyncio.timeout(ctx.timeout_s), _translated(target, ctx):
+                # Inside the translation: the constructor rejects bad options and key material.
+                client = AsyncMongoClient(**_client_options(target, ctx, files, heartbeat))
                 tls_objects = _bind_tls(client, target, ssl_material)
                 with ctx.phase("connect"):
                     await _connect(client, heartbeat)
@@ -105,8 +107,9 @@ async def _session(target: ProbeTarget, ctx: ProbeContext) -> AsyncIterator[Clie
         except TimeoutError:
             raise _timeout(target, ctx) from None
         finally:
-            with suppress(PyMongoError, OSError):
-                await client.close()
+            if client is not None:
+                with suppress(PyMongoError, OSError):
+                    await client.close()
 
 
 def _client_options(
@@ -148,9 +151,7 @@ def _pem_files(material: SslMaterial | None) -> dict[str, str | None]:
     if material is None:
         return {}
     # pymongo takes the client certificate and its key as one PEM file.
-    client_pem = (
-        f"{material.cert.rstrip()}\n{material.key.rstrip()}\n" if material.cert and material.key else None
-    )
+    client_pem = f"{material.cert.rstrip()}\n{material.key.rstrip()}\n" if material.cert and material.key else None
     return {"ca": material.ca, "client": client_pem}
 
 
@@ -297,17 +298,14 @@ def classify(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> Prob
     if isinstance(exc, OperationFailure):
         return _command_failure(exc, target)
     if isinstance(exc, ConfigurationError):
-        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"Invalid MongoDB settings: {_first_line(exc)}")
+        # e.g. "Private key doesn't match certificate": the ssl field is what to fix.
+        tls = "certificate" in str(exc).lower() or "private key" in str(exc).lower()
+        settings = ErrorCategory.TLS_FAILED if tls else ErrorCategory.DRIVER_ERROR
+        return ProbeFailure(settings, f"Invalid MongoDB settings: {_first_line(exc)}")
     where = _where(target, ctx)
     text = " ".join(str(cause) for cause in _causes(exc))
-    if (
-        isinstance(exc, ssl.SSLError | ssl.CertificateError)
-        or "SSL handshake failed" in text
-        or "[SSL" in text
-    ):
-        return ProbeFailure(
-            ErrorCategory.TLS_FAILED, f"TLS handshake with {where} failed: {_tls_reason(text)}"
-        )
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError) or "SSL handshake failed" in text or "[SSL" in text:
+        return ProbeFailure(ErrorCategory.TLS_FAILED, f"TLS handshake with {where} failed: {_tls_reason(text)}")
     category = _errno_category(text)
     if category is ErrorCategory.PORT_CLOSED:
         return ProbeFailure(category, f"Connection refused by {where}")
@@ -318,12 +316,8 @@ def classify(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> Prob
     if category is ErrorCategory.TIMEOUT or isinstance(exc, ServerSelectionTimeoutError | NetworkTimeout):
         return _timeout(target, ctx)
     if "connection closed" in text or "connection is already closed" in text:
-        return ProbeFailure(
-            ErrorCategory.DRIVER_ERROR, f"{where} closed the connection{_closed_hint(target)}"
-        )
-    return ProbeFailure(
-        ErrorCategory.DRIVER_ERROR, f"MongoDB connection to {where} failed: {_first_line(exc)}"
-    )
+        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{where} closed the connection{_closed_hint(target)}")
+    return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"MongoDB connection to {where} failed: {_first_line(exc)}")
 
 
 # errno values as OSError prints them ("[Errno 111]"); negative ones are getaddrinfo's EAI_* codes.
@@ -366,11 +360,7 @@ def _command_failure(exc: OperationFailure, target: ProbeTarget) -> ProbeFailure
     message = str(details.get("errmsg") or _first_line(exc))
     if exc.code in _AUTH_FAILED_CODES:
         source = _auth_source(target)
-        hint = (
-            ""
-            if "authSource" in target.options
-            else " (set option authSource if the user is defined elsewhere)"
-        )
+        hint = "" if "authSource" in target.options else " (set option authSource if the user is defined elsewhere)"
         return ProbeFailure(
             ErrorCategory.AUTH_FAILED,
             f"Authentication failed for user '{target.user}' against database '{source}'{hint}",
@@ -394,9 +384,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
 def _first_line(exc: BaseException) -> str:
     # pymongo appends "(configured timeouts: ...)" and whole topology descriptions: keep the cause.
     text = str(exc).split("\n", 1)[0]
-    return (
-        re.sub(r"\s*\((configured timeouts|Topology Description)[^)]*\).*$", "", text) or type(exc).__name__
-    )
+    return re.sub(r"\s*\((configured timeouts|Topology Description)[^)]*\).*$", "", text) or type(exc).__name__
 
 
 def _where(target: ProbeTarget, ctx: ProbeContext) -> str:
@@ -405,9 +393,7 @@ def _where(target: ProbeTarget, ctx: ProbeContext) -> str:
 
 
 def _timeout(target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
-    return ProbeFailure(
-        ErrorCategory.TIMEOUT, f"No answer from {_where(target, ctx)} within {ctx.timeout_s:g} s"
-    )
+    return ProbeFailure(ErrorCategory.TIMEOUT, f"No answer from {_where(target, ctx)} within {ctx.timeout_s:g} s")
 
 
 # --- the schema ----------------------------------------------------------------------------------
@@ -420,9 +406,7 @@ async def _read_collections(database: AsyncDatabase[dict[str, Any]]) -> list[Tab
     catalog of fields, so sampling is the only way to learn them.
     """
     cursor = await database.list_collections(nameOnly=True, authorizedCollections=True)
-    names = sorted(
-        [str(info["name"]) async for info in cursor if not str(info["name"]).startswith("system.")]
-    )
+    names = sorted([str(info["name"]) async for info in cursor if not str(info["name"]).startswith("system.")])
     limiter = asyncio.Semaphore(PARALLEL_SAMPLES)
 
     async def sample(name: str) -> list[dict[str, Any]]:
