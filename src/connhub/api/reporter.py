@@ -25,6 +25,8 @@ from connhub.domain.reports import Table
 router = APIRouter(tags=["Connections (Reporter)"])
 BASE = "/v1/management/connections"
 
+# The deepest page an offset can reach without overflowing the store's 64-bit OFFSET (page * limit).
+MAX_PAGE = 10**9
 Reader = Annotated[Principal, Depends(reader)]
 Writer = Annotated[Principal, Depends(writer)]
 ProductHeader = Annotated[str | None, Header(alias="X-Product-Name")]
@@ -131,7 +133,7 @@ async def list_connections(
     request: Request,
     principal: Reader,
     product: ProductHeader = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
     sortBy: Annotated[str, Query(pattern="^(createdAt|configName)$")] = "createdAt",
@@ -160,7 +162,7 @@ async def list_connections(
 async def unassigned(
     request: Request,
     principal: Reader,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Json:
     query = ListQuery(page=page, limit=limit, unassigned=True)
