@@ -34,6 +34,7 @@ def install_openapi(app: FastAPI) -> None:
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         components = document.setdefault("components", {}).setdefault("schemas", {})
+        _drop_framework_422(document, components)
         for name, model in _BODIES.items():
             schema = model.model_json_schema(ref_template=REF, by_alias=True)
             components.update(schema.pop("$defs", {}))
@@ -42,3 +43,17 @@ def install_openapi(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _drop_framework_422(document: dict[str, Any], components: dict[str, Any]) -> None:
+    """FastAPI documents a 422 `HTTPValidationError` for every route with parameters; Connhub answers
+    those errors with 400 in the JSON error shape (errors.py), so that 422 never happens."""
+    framework = REF.format(model="HTTPValidationError")
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            schema = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            if schema.get("$ref") == framework:
+                del responses["422"]
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)

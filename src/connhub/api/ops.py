@@ -19,7 +19,25 @@ async def health() -> Json:
     return Json({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: the store answers and every key in use is loaded")
+READINESS = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {
+        "status": {"enum": ["ready", "unready"]},
+        "checks": {"type": "object"},
+        "message": {"type": "string"},
+    },
+}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: the store answers and every key in use is loaded",
+    responses={
+        200: {"description": "Ready", "content": {"application/json": {"schema": READINESS}}},
+        503: {"description": "Not ready (the body says why)", "content": {"application/json": {"schema": READINESS}}},
+    },
+)
 async def readyz(request: Request) -> Json:
     service = hub(request).service
     checks: dict[str, object] = {}
@@ -38,7 +56,12 @@ async def readyz(request: Request) -> Json:
     return Json(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -184,7 +184,7 @@ async def test_unsaved(request: Request, principal: Writer) -> Json:
     f"{BASE}/validate-schema",
     summary="Check that mapped tables and fields exist",
     openapi_extra=json_body(schemas.ValidateSchemaInput),
-    responses={200: {"model": schemas.ValidSchema}, **errors(400, 401, 403, 422)},
+    responses={200: {"model": schemas.ValidSchema}, **errors(400, 401, 403, 413, 415, 422, 503)},
 )
 async def validate_schema(request: Request, principal: Reader) -> Json:
     mapped = _mapped_fields(await json_object(request))
