@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -104,9 +105,41 @@ async def _request_validation(_request: Request, error: RequestValidationError) 
     return render(domain.ValidationFailed(fields))
 
 
-async def _http(_request: Request, error: HTTPException) -> Response:
+async def _http(request: Request, error: HTTPException) -> Response:
     message = error.detail if isinstance(error.detail, str) else "request failed"
-    return http_problem(error.status_code, message, dict(error.headers or {}))
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+    return http_problem(error.status_code, message, headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method served at this URL, from the OpenAPI paths (Starlette's 405 names only the
+    first matching route's, e.g. GET alone for /connections/{id}, which also takes PATCH and DELETE).
+
+    Where a template with fewer parameters matches (`/connections/unassigned` against
+    `/connections/{id}`), it alone describes the resource.
+    """
+    path = request.url.path
+    matching = [
+        (template.count("{"), methods)
+        for template, methods in _path_methods(request.app).items()
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), path)
+    ]
+    if not matching:
+        return ""
+    fewest = min(count for count, _ in matching)
+    methods = {method for count, found in matching if count == fewest for method in found}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def _path_methods(app: FastAPI) -> dict[str, set[str]]:
+    return {
+        template: {method.upper() for method in operations}
+        for template, operations in app.openapi().get("paths", {}).items()
+    }
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
