@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from connhub import __version__
-from connhub.api import errors, ops, reporter
+from connhub.api import chartbrew, errors, ops, reporter
 from connhub.api.auth import Authenticator
 from connhub.api.http import BodyLimit, BodyTooLarge, Hub, UnsupportedMediaType
 from connhub.api.metrics import RequestMetrics
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(UnsupportedMediaType, _not_json)
     app.include_router(ops.router)
     app.include_router(reporter.router)
+    app.include_router(chartbrew.router)
     install_openapi(app)
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodyLimit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,10 @@ from connhub.service import ConnectionService
 from connhub.store.repository import ConnectionRepository
 
 MAX_BODY_BYTES = 1024 * 1024
+# The one route allowed more: Chartbrew's certificate upload carries up to three files of 1 MiB
+# each (the route checks each file) plus the multipart framing.
+UPLOAD_BODY_BYTES = 3 * MAX_BODY_BYTES + 64 * 1024
+LARGER_BODIES = ((re.compile(r"^/team/[^/]+/connections/[^/]+/files/?$"), UPLOAD_BODY_BYTES),)
 MAX_JSON_DEPTH = 32
 
 
@@ -81,7 +86,10 @@ class UnsupportedMediaType(Exception):
 
 
 class BodyLimit:
-    """Refuse bodies over MAX_BODY_BYTES with 413, declared or streamed, before anyone reads them."""
+    """Refuse bodies over MAX_BODY_BYTES with 413, declared or streamed, before anyone reads them.
+
+    Paths in LARGER_BODIES get their own limit instead.
+    """
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -91,9 +99,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(limit, scope, receive, send)
             return
         received = 0
         response_started = False
@@ -102,7 +111,7 @@ class BodyLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit:
+            if received > limit:
                 raise BodyTooLarge()
             return message
 
@@ -115,10 +124,13 @@ class BodyLimit:
             await self.app(scope, counted_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await self._refuse(scope, receive, send)
+                await self._refuse(limit, scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = http_problem(413, f"the request body must be at most {self.limit} bytes")
+    def limit_for(self, path: str) -> int:
+        return next((limit for pattern, limit in LARGER_BODIES if pattern.match(path)), self.limit)
+
+    async def _refuse(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        response = http_problem(413, f"the request body must be at most {limit} bytes")
         response.headers["Connection"] = "close"
         await response(scope, receive, send)
 

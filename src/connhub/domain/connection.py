@@ -226,7 +226,18 @@ def apply_patch(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[st
             merged[name] = value
     if "connectionString" not in patch and any(name in patch for name in URI_FIELDS):
         merged.pop("connectionString", None)
+    for name in _carried_by(patch.get("connectionString")):
+        if name not in patch:  # a new connection string replaces the stored fields it carries
+            merged.pop(name, None)
     return merged
+
+
+def _carried_by(uri: Any) -> list[str]:
+    """The fields a connection string sets (none if it is not one: validation will say why)."""
+    try:
+        return list(connstring.parse(uri).fields()) if isinstance(uri, str) else []
+    except ValueError:
+        return []
 
 
 def validate_product_name(raw: str | None) -> str:

@@ -1,11 +1,19 @@
-"""Connection strings (URIs) in place of the separate fields, parsed with the standard library's
-URL splitter and percent-decoding, so a password holding `@ : / ? # %` survives when encoded."""
+"""Connection strings (URIs) in place of the separate fields.
+
+`scheme://user:password@host:port/database?option=value` for every engine, with percent-decoding
+of the user, password and database, so a password holding `@ : / ? # %` or any Unicode character
+survives when it is percent-encoded (as `build` does). The authority is split by hand rather than
+by `urllib`: `urlsplit(...).hostname` lower-cases the host and drops IPv6 brackets, and a password
+must never reach an error message, which `urllib`'s port errors could quote.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 # scheme -> (Engine value, default port)
 SCHEMES: dict[str, tuple[str, int]] = {
@@ -20,6 +28,12 @@ SCHEMES: dict[str, tuple[str, int]] = {
     "oracle": ("ORACLE", 1521),
 }
 MASK = "****"
+# Query parameters that carry a password: taken as the password, never kept as a driver option.
+SECRET_PARAMETERS = frozenset({"password", "pwd", "pass"})
+# Query parameters naming the database (go-mssqldb's `sqlserver://host?database=db` form).
+DATABASE_PARAMETERS = frozenset({"database", "databasename", "dbname"})
+_ENCODING_HINT = "percent-encode @ : / ? # % in the user name and password"
+_SECRET_IN_QUERY = re.compile(r"(?i)([?&;](?:password|pwd|pass)=)[^&;#]*")
 
 
 @dataclass(frozen=True)
@@ -45,48 +59,159 @@ class ParsedUri:
         return {name: value for name, value in values.items() if value is not None}
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """A URI cut into its raw (still percent-encoded) pieces."""
+
+    scheme: str
+    userinfo: str | None
+    hostport: str
+    path: str
+    query: str
+
+
 def parse(uri: str) -> ParsedUri:
     """Parse `uri`; ValueError says what is wrong without quoting the URI (it may hold a password)."""
-    scheme, _, rest = uri.strip().partition("://")
-    if not rest or scheme.lower() not in SCHEMES:
-        raise ValueError("must be a URI starting with one of: " + ", ".join(f"{s}://" for s in SCHEMES))
-    engine, default_port = SCHEMES[scheme.lower()]
-    parts = urlsplit(uri.strip())
-    netloc_host = parts.netloc.rpartition("@")[2]
-    if "," in netloc_host:
-        raise ValueError("must name one host (use mongodb+srv:// for a cluster)")
-    try:
-        port = parts.port or default_port
-    except ValueError:
-        raise ValueError("has an invalid port") from None
-    if not parts.hostname:
-        raise ValueError("must name a host")
-    options = dict(parse_qsl(parts.query))
-    if scheme.lower() == "mongodb+srv":
+    parts = _split(uri)
+    engine, default_port = SCHEMES[parts.scheme]
+    host, port = _host_and_port(parts.hostport)
+    if parts.scheme == "mongodb+srv" and port is not None:
+        raise ValueError("must not name a port with mongodb+srv:// (the port comes from DNS)")
+    user, password = _credentials(parts.userinfo)
+    options = _query_options(parts.query)
+    query_password = _pop_any(options, SECRET_PARAMETERS)
+    query_database = _pop_any(options, DATABASE_PARAMETERS)
+    if parts.scheme == "mongodb+srv":
         options["srv"] = "true"
-    database = unquote(parts.path.lstrip("/")) or None
     return ParsedUri(
         engine=engine,
-        host=parts.hostname,
-        port=port,
-        database=database,
-        user=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
+        host=host,
+        port=port or default_port,
+        database=_decoded(parts.path, "database") or query_database,
+        user=user,
+        password=password if password is not None else query_password,
         options=options,
     )
 
 
-def build(scheme: str, host: str, port: int, user: str, password: str, database: str) -> str:
-    """A URI whose parse gives back exactly these values (the inverse of `parse`)."""
+def build(
+    scheme: str,
+    host: str,
+    port: int | None,
+    user: str,
+    password: str,
+    database: str,
+    options: Mapping[str, str] | None = None,
+) -> str:
+    """A URI whose `parse` gives back exactly these values (the inverse of `parse`)."""
     credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
-    return f"{scheme}://{credentials}@{host}:{port}/{quote(database, safe='')}"
+    address = f"[{host}]" if ":" in host else host
+    if port is not None:
+        address += f":{port}"
+    query = f"?{urlencode(dict(options), quote_via=quote)}" if options else ""
+    return f"{scheme}://{credentials}@{address}/{quote(database, safe='')}{query}"
 
 
 def masked(uri: str) -> str:
-    """`uri` with its password replaced by ****, safe to show."""
-    parts = urlsplit(uri.strip())
-    if parts.password is None:
-        return uri.strip()
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostport}"))
+    """`uri` with its password (in the user info or the query) replaced by ****, safe to show.
+
+    Never raises. A string `parse` refuses is hidden after its scheme: where its password ends
+    cannot be known.
+    """
+    try:
+        parse(uri)
+        parts = _split(uri)
+    except ValueError:
+        scheme = uri.strip().partition("://")[0]
+        return f"{scheme}://{MASK}" if scheme.lower().removeprefix("jdbc:") in SCHEMES else MASK
+    text = _SECRET_IN_QUERY.sub(lambda found: found.group(1) + MASK, uri.strip())
+    if parts.userinfo is None or ":" not in parts.userinfo:
+        return text
+    prefix, _, rest = text.partition("://")
+    authority, tail = _cut_authority(rest)
+    user = authority.rpartition("@")[0].partition(":")[0]
+    return f"{prefix}://{user}:{MASK}@{parts.hostport}{tail}"
+
+
+# -- parsing helpers ----------------------------------------------------------------------------
+
+
+def _split(uri: str) -> _Parts:
+    text = uri.strip()
+    if text.lower().startswith("jdbc:"):  # Java tools copy their URLs with this prefix
+        text = text[5:]
+    scheme, separator, rest = text.partition("://")
+    scheme = scheme.lower()
+    if not separator or scheme not in SCHEMES:
+        raise ValueError("must be a URI starting with one of: " + ", ".join(f"{s}://" for s in SCHEMES))
+    authority, tail = _cut_authority(rest)
+    tail, _, _fragment = tail.partition("#")
+    path, _, query = tail.partition("?")
+    userinfo, at, hostport = authority.rpartition("@")
+    return _Parts(scheme, userinfo if at else None, hostport, path.removeprefix("/"), query)
+
+
+def _cut_authority(rest: str) -> tuple[str, str]:
+    """`user:password@host:port` and what follows it (path, query, fragment).
+
+    The authority ends at the first `/`, `?` or `#`: those must be percent-encoded in a password,
+    while an unencoded `@` still works (the last `@` ends the user info), a common mistake.
+    """
+    cut = min((p for p in (rest.find(c) for c in "/?#") if p >= 0), default=len(rest))
+    return rest[:cut], rest[cut:]
+
+
+def _host_and_port(hostport: str) -> tuple[str, int | None]:
+    if hostport.startswith("["):
+        host, bracket, rest = hostport[1:].partition("]")
+        if not bracket or not host:
+            raise ValueError("has an unclosed IPv6 address bracket")
+        if rest and not rest.startswith(":"):
+            raise ValueError("has text after the IPv6 address")
+        port_text = rest[1:] if rest else None
+    else:
+        host, colon, port_text_raw = hostport.partition(":")
+        port_text = port_text_raw if colon else None
+        if "," in hostport:
+            raise ValueError("must name one host (use mongodb+srv:// for a cluster)")
+    if not host:
+        raise ValueError("must name a host")
+    return unquote(host), _port(port_text)
+
+
+def _port(text: str | None) -> int | None:
+    if text is None or text == "":
+        return None
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"has an invalid port (a number from 1 to 65535; {_ENCODING_HINT})")
+    return int(text)
+
+
+def _credentials(userinfo: str | None) -> tuple[str | None, str | None]:
+    if userinfo is None:
+        return None, None
+    user, colon, password = userinfo.partition(":")
+    return _decoded(user, "user name"), _decoded(password, "password") if colon else None
+
+
+def _decoded(text: str, what: str) -> str | None:
+    if not text:
+        return None
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError(f"has a {what} whose percent-encoding is not UTF-8") from None
+
+
+def _query_options(query: str) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(query, keep_blank_values=True, errors="strict"))
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError("has a query string that is not valid percent-encoded UTF-8") from None
+
+
+def _pop_any(options: dict[str, str], names: frozenset[str]) -> str | None:
+    found = None
+    for key in [key for key in options if key.lower() in names]:
+        found = options.pop(key) or found
+    return found

@@ -40,6 +40,9 @@ class ValidationFailed(ConnhubError):
 
 
 def _rename(field: str, names: Mapping[str, str]) -> str:
+    """`names` may map a whole dotted name (`ssl.mode` -> `sslMode`) or only its head."""
+    if field in names:
+        return names[field]
     head, dot, rest = field.partition(".")
     return names.get(head, head) + dot + rest
 
