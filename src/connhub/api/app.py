@@ -17,7 +17,7 @@ from connhub.api.metrics import RequestMetrics
 from connhub.api.openapi import install_openapi
 from connhub.api.responses import Json
 from connhub.config import Settings
-from connhub.probes.guard import parse_cidrs
+from connhub.probes.guard import parse_cidrs, parse_dns_servers
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from connhub.secrets import KeyRing, development_key_ring
 from connhub.service import ConnectionService
@@ -42,6 +42,7 @@ def build_hub(settings: Settings) -> Hub:
         deny=parse_cidrs(settings.probe_deny_cidrs),
         allow=parse_cidrs(settings.probe_allow_cidrs),
         max_concurrent=settings.probe_max_concurrent,
+        dns_servers=_dns_servers(settings),
     )
     service = ConnectionService(
         repository,
@@ -51,6 +52,13 @@ def build_hub(settings: Settings) -> Hub:
         schema_cache_ttl_s=settings.schema_cache_ttl_s,
     )
     return Hub(settings, service, repository, key_ring, Authenticator(settings))
+
+
+def _dns_servers(settings: Settings) -> tuple[tuple[str, int], ...]:
+    try:
+        return parse_dns_servers(settings.probe_dns_servers)
+    except ValueError as problem:
+        raise ValueError(f"CONNHUB_PROBE_DNS_SERVERS: {problem}") from None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -83,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _too_large(_request: Request, _error: Exception) -> Response:
-    return errors.http_problem(413, "the request body must be at most 1048576 bytes")
+    return errors.http_problem(413, "the request body is over this route's size limit")
 
 
 async def _not_json(_request: Request, _error: Exception) -> Response:
