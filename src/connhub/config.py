@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     probe_deny_cidrs: str = DEFAULT_DENY_CIDRS
     probe_allow_cidrs: str = ""
+    probe_dns_servers: str = ""  # comma-separated IP[:port]; empty: the system resolver
     probe_timeout_s: float = Field(10.0, gt=0, le=300)
     probe_max_concurrent: int = Field(64, ge=1)
     schema_cache_ttl_s: float = Field(300.0, ge=0)

@@ -1,15 +1,20 @@
 """Fixtures for the probe tests: runners, loopback listeners, and throw-away servers.
 
 Every byte these tests send goes to loopback: the machine's PostgreSQL and MariaDB, throw-away
-servers on 127.0.0.1, or listeners on 127.0.0.1/127.0.0.2.
+servers on 127.0.0.1, or listeners on 127.0.0.1/127.0.0.2. That includes DNS: a test that resolves
+a name other than `localhost` asks a `LoopbackDnsServer` (tests/support/dns_server.py) through the
+runner's `dns_servers`, and `system_resolver` (autouse) fails any test that asks the system
+resolver, whose DNS server is off this machine, for another name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -17,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,9 +52,13 @@ def make_runner() -> Callable[..., ProbeRunner]:
     """A runner with the default policy but for what the test says (CIDRs as text)."""
 
     def make(
-        timeout_s: float = 10.0, deny: str = DEFAULT_DENY_CIDRS, allow: str = "", max_concurrent: int = 64
+        timeout_s: float = 10.0,
+        deny: str = DEFAULT_DENY_CIDRS,
+        allow: str = "",
+        max_concurrent: int = 64,
+        dns_servers: tuple[tuple[str, int], ...] = (),
     ) -> ProbeRunner:
-        return ProbeRunner(ProbePolicy(timeout_s, parse_cidrs(deny), parse_cidrs(allow), max_concurrent))
+        return ProbeRunner(ProbePolicy(timeout_s, parse_cidrs(deny), parse_cidrs(allow), max_concurrent, dns_servers))
 
     return make
 
@@ -76,9 +86,9 @@ class Listener:
 
 
 @asynccontextmanager
-async def silent_listener(host: str = "127.0.0.1") -> AsyncIterator[Listener]:
+async def silent_listener(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Listener]:
     listener = Listener(host)
-    server = await asyncio.start_server(listener.on_connection, host, 0)
+    server = await asyncio.start_server(listener.on_connection, host, port)
     listener.port = int(server.sockets[0].getsockname()[1])
     try:
         yield listener
@@ -87,6 +97,56 @@ async def silent_listener(host: str = "127.0.0.1") -> AsyncIterator[Listener]:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+# --- the system resolver ---------------------------------------------------------------------
+
+
+class SystemResolverTripwire:
+    """Stands in for `socket.getaddrinfo` (what asyncio, pymongo and python-oracledb resolve with):
+    IP literals and `localhost` (the hosts file) pass; any other name is refused here, as a resolver
+    would refuse an unknown name (EAI_NONAME), instead of becoming a DNS query off this machine.
+    The test fails unless it declared the name with `expect`."""
+
+    LOCAL_NAMES = frozenset({"localhost", "localhost."})
+
+    def __init__(self, original: Callable[..., Any]) -> None:
+        self.refused: list[str] = []
+        self.expected: set[str] = set()
+        self._original = original
+
+    def expect(self, name: str) -> None:
+        self.expected.add(name)
+
+    def unexpected(self) -> list[str]:
+        return [name for name in self.refused if name not in self.expected]
+
+    def getaddrinfo(self, host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is None or _is_ip_literal(str(name)) or str(name).lower() in self.LOCAL_NAMES:
+            return self._original(host, *args, **kwargs)
+        self.refused.append(str(name))
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (refused by the test tripwire)")
+
+
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def system_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[SystemResolverTripwire]:
+    tripwire = SystemResolverTripwire(socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", tripwire.getaddrinfo)
+    yield tripwire
+    unexpected = tripwire.unexpected()
+    assert not unexpected, (
+        f"the test asked the system resolver for {sorted(set(unexpected))}: a DNS query off this machine. "
+        "Resolve names through a LoopbackDnsServer (ProbePolicy.dns_servers)."
+    )
 
 
 @pytest.fixture

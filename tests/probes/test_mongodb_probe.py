@@ -18,6 +18,7 @@ from connhub.domain.reports import ErrorCategory
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
 from connhub.probes.mongodb import PROBE, SAMPLE_SIZE, bson_type
 from connhub.probes.runner import ProbePolicy, ProbeRunner
+from tests.probes.conftest import SystemResolverTripwire
 from tests.support.listeners import SilentListener, TlsListener, make_ca, server_ssl_context
 from tests.support.mongo_wire import SERVER_VERSION, MongoWireServer
 from tests.support.servers import free_port
@@ -179,14 +180,29 @@ async def test_a_listener_that_never_answers_is_a_timeout_within_the_budget() ->
     assert silent.accepted >= 1
 
 
-async def test_an_unknown_host_is_dns_failed() -> None:
-    # The runner resolves names before a probe runs; a probe given a name still says what happened.
-    # `.invalid` never resolves (RFC 6761).
+async def test_the_probe_never_resolves_the_host_name_it_is_given(
+    server: MongoWireServer, system_resolver: SystemResolverTripwire
+) -> None:
+    # The guard resolved and checked the name; the probe connects to that address and nowhere else.
+    ctx = context(address="127.0.0.1")
+    await PROBE.test(target(server.port, host="mongo.connhub.test"), ctx)
+
+    assert ctx.server_version == SERVER_VERSION
+    assert system_resolver.refused == []
+
+
+async def test_a_resolver_error_inside_the_driver_is_dns_failed(system_resolver: SystemResolverTripwire) -> None:
+    # In real use the probe only ever gets the guard's IP address. Should it get a name, pymongo asks
+    # the system resolver; here the tripwire refuses the name on this machine (EAI_NONAME, what a
+    # resolver answers for a `.invalid` name) and the driver's resolver error must still read DNS_FAILED.
+    system_resolver.expect("nonexistent.invalid")
     failure = await failure_of(
         PROBE.test(target(27017, host="nonexistent.invalid"), context(address="nonexistent.invalid"))
     )
 
     assert failure.category is ErrorCategory.DNS_FAILED
+    assert "nonexistent.invalid" in failure.message
+    assert set(system_resolver.refused) == {"nonexistent.invalid"}  # it did ask, and was answered here
 
 
 async def test_an_exhausted_budget_is_a_timeout_without_connecting() -> None:

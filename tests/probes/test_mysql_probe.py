@@ -1,7 +1,8 @@
 """Testing a MySQL/MariaDB connection and reading its schema, as a user of the API sees it.
 
 The machine's MariaDB (root without password, no TLS) serves the plain cases; a throw-away
-MariaDB with TLS serves certificates.
+MariaDB with TLS serves certificates. Host names other than `localhost` are resolved by a
+`LoopbackDnsServer`, as with CONNHUB_PROBE_DNS_SERVERS.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from connhub.domain.reports import Column, ErrorCategory, TestReport
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from tests.probes.conftest import MariadbInstance, silent_listener
+from tests.support.dns_server import LoopbackDnsServer
 from tests.support.pg_instance import CertificateAuthority
 from tests.support.servers import MARIADB_HOST, MARIADB_PORT
 
@@ -138,9 +140,33 @@ async def test_a_closed_port_is_reported_as_such(runner: ProbeRunner, closed_por
     assert_failed(report, ErrorCategory.PORT_CLOSED, "port")
 
 
-async def test_an_unknown_host_is_a_dns_failure(runner: ProbeRunner) -> None:
-    report = await runner.test(shared_target(host="nonexistent.invalid"))
+async def test_an_unknown_host_is_a_dns_failure(make_runner: Callable[..., ProbeRunner]) -> None:
+    async with LoopbackDnsServer() as dns:
+        report = await make_runner(dns_servers=(dns.address,)).test(shared_target(host="nonexistent.invalid"))
+
     assert_failed(report, ErrorCategory.DNS_FAILED, "host")
+    assert report.phases.connect_ms is None
+    assert sorted(dns.queries_for("nonexistent.invalid")) == ["A", "AAAA"]
+
+
+async def test_a_host_name_is_resolved_by_the_configured_dns_server(make_runner: Callable[..., ProbeRunner]) -> None:
+    async with LoopbackDnsServer({"maria.connhub.test": [MARIADB_HOST]}) as dns:
+        report = await make_runner(dns_servers=(dns.address,)).test(shared_target(host="maria.connhub.test"))
+
+    assert report.status == "success", report
+    assert sorted(dns.queries) == [("maria.connhub.test", "A"), ("maria.connhub.test", "AAAA")]
+
+
+async def test_a_name_that_resolves_to_a_denied_address_is_never_contacted(
+    make_runner: Callable[..., ProbeRunner],
+) -> None:
+    async with silent_listener("127.0.0.2") as listener:
+        async with LoopbackDnsServer({"evil.connhub.test": ["127.0.0.1", "127.0.0.2"]}) as dns:
+            runner = make_runner(deny="127.0.0.2/32", dns_servers=(dns.address,))
+            report = await runner.test(shared_target(host="evil.connhub.test", port=listener.port))
+        assert listener.accepted == 0
+
+    assert_failed(report, ErrorCategory.HOST_FORBIDDEN, "host")
 
 
 async def test_a_server_that_never_answers_times_out_within_the_budget(

@@ -2,7 +2,8 @@
 that says what worked, or which category of failure and which field to fix.
 
 The machine's PostgreSQL (trust auth, no TLS) serves the plain cases; a throw-away server with
-scram-sha-256 and TLS serves passwords and certificates.
+scram-sha-256 and TLS serves passwords and certificates. Host names other than `localhost` are
+resolved by a `LoopbackDnsServer`, as with CONNHUB_PROBE_DNS_SERVERS.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from connhub.domain.reports import Column, ErrorCategory, TestReport
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from tests.probes.conftest import CERT_USER, silent_listener
+from tests.support.dns_server import LoopbackDnsServer
 from tests.support.pg_instance import CertificateAuthority, PostgresInstance
 from tests.support.servers import POSTGRES_URL
 
@@ -85,10 +87,67 @@ async def test_a_closed_port_is_reported_as_such(runner: ProbeRunner, closed_por
     assert_failed(report, ErrorCategory.PORT_CLOSED, "port")
 
 
-async def test_an_unknown_host_is_a_dns_failure(runner: ProbeRunner) -> None:
-    report = await runner.test(shared_target(host="nonexistent.invalid"))
+async def test_an_unknown_host_is_a_dns_failure(make_runner: Callable[..., ProbeRunner]) -> None:
+    async with LoopbackDnsServer() as dns:
+        report = await make_runner(dns_servers=(dns.address,)).test(shared_target(host="nonexistent.invalid"))
+
     assert_failed(report, ErrorCategory.DNS_FAILED, "host")
+    assert "nonexistent.invalid" in report.message
     assert report.phases.connect_ms is None
+    assert sorted(dns.queries_for("nonexistent.invalid")) == ["A", "AAAA"]
+
+
+async def test_a_host_name_is_resolved_by_the_configured_dns_server(make_runner: Callable[..., ProbeRunner]) -> None:
+    async with LoopbackDnsServer({"pg.connhub.test": ["127.0.0.1"]}) as dns:
+        report = await make_runner(dns_servers=(dns.address,)).test(shared_target(host="pg.connhub.test"))
+
+    assert report.status == "success", report
+    assert report.phases.dns_ms is not None
+    assert sorted(dns.queries) == [("pg.connhub.test", "A"), ("pg.connhub.test", "AAAA")]
+
+
+async def test_the_connection_goes_to_the_checked_address_whatever_dns_says_next(
+    make_runner: Callable[..., ProbeRunner],
+) -> None:
+    # DNS rebinding: the first answer passes the guard; every later one points at 127.0.0.2, where a
+    # silent listener waits on the same port. Any second resolution would connect there and time out.
+    async with (
+        LoopbackDnsServer({"pg.connhub.test": ["127.0.0.1"]}, rebind_to={"pg.connhub.test": ["127.0.0.2"]}) as dns,
+        silent_listener("127.0.0.2", 5432) as rebound,
+    ):
+        report = await make_runner(timeout_s=3, dns_servers=(dns.address,)).test(shared_target(host="pg.connhub.test"))
+
+    assert report.status == "success", report
+    assert rebound.accepted == 0
+    assert sorted(dns.queries_for("pg.connhub.test")) == ["A", "AAAA"]  # resolved once
+
+
+async def test_a_name_that_resolves_to_a_denied_address_is_never_contacted(
+    make_runner: Callable[..., ProbeRunner],
+) -> None:
+    async with silent_listener("127.0.0.2") as listener:
+        async with LoopbackDnsServer({"evil.connhub.test": ["127.0.0.2"]}) as dns:
+            runner = make_runner(deny="127.0.0.2/32", dns_servers=(dns.address,))
+            report = await runner.test(shared_target(host="evil.connhub.test", port=listener.port))
+        assert listener.accepted == 0
+
+    assert_failed(report, ErrorCategory.HOST_FORBIDDEN, "host")
+    assert "evil.connhub.test" in report.message
+    assert report.phases.connect_ms is None
+
+
+async def test_a_name_with_an_allowed_and_a_denied_address_is_forbidden(
+    make_runner: Callable[..., ProbeRunner],
+) -> None:
+    # The allowed address comes first (it is the one a probe would connect to): the denied second
+    # one must still refuse the name, and neither address may be contacted.
+    async with silent_listener("127.0.0.1") as allowed, silent_listener("127.0.0.2", allowed.port) as denied:
+        async with LoopbackDnsServer({"mixed.connhub.test": ["127.0.0.1", "127.0.0.2"]}) as dns:
+            runner = make_runner(deny="127.0.0.2/32", dns_servers=(dns.address,))
+            report = await runner.test(shared_target(host="mixed.connhub.test", port=allowed.port))
+        assert (allowed.accepted, denied.accepted) == (0, 0)
+
+    assert_failed(report, ErrorCategory.HOST_FORBIDDEN, "host")
 
 
 async def test_a_server_that_never_answers_times_out_within_the_budget(

@@ -4,6 +4,10 @@ A probe opens connections to hosts a user typed in, from inside our network. Bef
 host is resolved once and every address it resolves to is checked against the deny list (and the
 allow list when one is set). The probe then connects to the checked address itself, so a second
 resolution (DNS rebinding) cannot send it elsewhere.
+
+Names are resolved by the system resolver (getaddrinfo: /etc/hosts, then the machine's DNS) unless
+DNS servers are configured (CONNHUB_PROBE_DNS_SERVERS): then A and AAAA records are asked of exactly
+those servers and nothing else, not even /etc/hosts. IP literals are never resolved.
 """
 
 from __future__ import annotations
@@ -14,11 +18,20 @@ import socket
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
 from connhub.domain.reports import ErrorCategory
 from connhub.probes.base import ProbeFailure
 
 Network = IPv4Network | IPv6Network
 Address = IPv4Address | IPv6Address
+DnsServer = tuple[str, int]  # (IP address, UDP/TCP port)
+
+DNS_PORT = 53
 
 # Link-local (where cloud metadata services live) and the metadata addresses of AWS (IPv6) and
 # Alibaba Cloud. The same text is CONNHUB_PROBE_DENY_CIDRS' default.
@@ -36,6 +49,33 @@ def parse_cidrs(text: str) -> tuple[Network, ...]:
         except ValueError:
             raise ValueError(f"invalid CIDR {entry!r}: expected e.g. 10.0.0.0/8 or fd00::/8") from None
     return tuple(networks)
+
+
+def parse_dns_servers(text: str) -> tuple[DnsServer, ...]:
+    """Comma-separated DNS server addresses, each optionally with a port: `10.0.0.53`,
+    `10.0.0.53:5353`, `fd00::53`, `[fd00::53]:5353`. Empty text is none (the system resolver)."""
+    return tuple(_dns_server(entry) for entry in (part.strip() for part in text.split(",")) if entry)
+
+
+def _dns_server(entry: str) -> DnsServer:
+    host, port = entry, str(DNS_PORT)
+    if entry.startswith("["):  # [v6] or [v6]:port
+        host, closed, rest = entry[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            host = ""
+        port = rest[1:] if rest else port
+    elif entry.count(":") == 1:  # v4:port (a bare v6 address has two colons or more)
+        host, port = entry.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is None or not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(
+            f"invalid DNS server {entry!r}: expected an IP address with an optional port, "
+            "e.g. 10.0.0.53, 10.0.0.53:5353, fd00::53 or [fd00::53]:5353"
+        )
+    return str(address), int(port)
 
 
 def normalise(address: Address) -> Address:
@@ -59,15 +99,28 @@ def _contains(network: Network, address: Address) -> bool:
 
 
 async def resolve_checked(
-    host: str, port: int, deny: Sequence[Network], allow: Sequence[Network], timeout: float
+    host: str,
+    port: int,
+    deny: Sequence[Network],
+    allow: Sequence[Network],
+    timeout: float,
+    *,
+    dns_servers: Sequence[DnsServer] = (),
 ) -> str:
     """Resolve `host` once, check every address it resolves to, and return the one to connect to.
 
-    Raises ProbeFailure: HOST_FORBIDDEN when any address is not allowed (a name that resolves to
-    both a public and a metadata address is refused), DNS_FAILED when it does not resolve, and
-    TIMEOUT when resolving takes longer than `timeout` seconds.
+    `dns_servers`, when given, are the only DNS servers asked (A and AAAA); otherwise the system
+    resolver is. Raises ProbeFailure: HOST_FORBIDDEN when any address is not allowed (a name that
+    resolves to both a public and a metadata address is refused), DNS_FAILED when it does not
+    resolve, and TIMEOUT when resolving takes longer than `timeout` seconds.
     """
-    addresses = await _resolve(host, port, timeout)
+    literal = _ip_literal(host)
+    if literal is not None:
+        addresses = [normalise(literal)]
+    elif dns_servers:
+        addresses = await _resolve_with(dns_servers, host, timeout)
+    else:
+        addresses = await _resolve(host, port, timeout)
     if not all(is_allowed(address, deny, allow) for address in addresses):
         raise ProbeFailure(
             ErrorCategory.HOST_FORBIDDEN,
@@ -77,16 +130,13 @@ async def resolve_checked(
 
 
 async def _resolve(host: str, port: int, timeout: float) -> list[Address]:
-    literal = _ip_literal(host)
-    if literal is not None:
-        return [normalise(literal)]
+    """The system resolver (getaddrinfo), as every client library would ask it."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except TimeoutError:
-        message = f"Resolving {host} took longer than {timeout:g} s"
-        raise ProbeFailure(ErrorCategory.TIMEOUT, message) from None
+        raise _timed_out(host, timeout) from None
     except (OSError, UnicodeError):
         # socket.gaierror (an OSError) for unknown names; UnicodeError for names IDNA rejects.
         raise ProbeFailure(ErrorCategory.DNS_FAILED, f"Could not resolve host {host}") from None
@@ -94,6 +144,50 @@ async def _resolve(host: str, port: int, timeout: float) -> list[Address]:
     if not addresses:
         raise ProbeFailure(ErrorCategory.DNS_FAILED, f"Host {host} resolves to no address")
     return addresses
+
+
+async def _resolve_with(servers: Sequence[DnsServer], host: str, timeout: float) -> list[Address]:
+    """A and AAAA records of `host`, asked of `servers` only (in order, the next when one fails).
+
+    Both queries run at once and both must succeed: a name is resolved completely or not at all.
+    IPv4 addresses come first. No search domains, no cache, no /etc/hosts.
+    """
+    resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.nameservers = [dns.nameserver.Do53Nameserver(address, port) for address, port in servers]
+    resolver.lifetime = timeout  # dnspython's own bound; asyncio.timeout below is the hard one
+
+    async def query(rdtype: dns.rdatatype.RdataType) -> dns.resolver.Answer:
+        return await resolver.resolve(host, rdtype, raise_on_no_answer=False, search=False)
+
+    try:
+        async with asyncio.timeout(timeout):
+            answers = await asyncio.gather(query(dns.rdatatype.A), query(dns.rdatatype.AAAA), return_exceptions=True)
+    except TimeoutError:
+        raise _timed_out(host, timeout) from None
+    errors = [answer for answer in answers if isinstance(answer, BaseException)]
+    if any(isinstance(error, dns.resolver.NXDOMAIN) for error in errors):
+        raise ProbeFailure(ErrorCategory.DNS_FAILED, f"Could not resolve host {host}")
+    if any(isinstance(error, dns.exception.Timeout) for error in errors):
+        raise _timed_out(host, timeout)
+    for error in errors:
+        # NoNameservers (every server failed or refused), names dnspython rejects (too long, bad
+        # IDNA), a server that cannot be reached: the name did not resolve.
+        if isinstance(error, dns.exception.DNSException | OSError | UnicodeError | ValueError):
+            raise ProbeFailure(ErrorCategory.DNS_FAILED, f"Could not resolve host {host}") from None
+        raise error
+    addresses = _unique(
+        normalise(ipaddress.ip_address(record.to_text()))
+        for answer in answers
+        if isinstance(answer, dns.resolver.Answer) and answer.rrset is not None
+        for record in answer.rrset
+    )
+    if not addresses:
+        raise ProbeFailure(ErrorCategory.DNS_FAILED, f"Host {host} resolves to no address")
+    return addresses
+
+
+def _timed_out(host: str, timeout: float) -> ProbeFailure:
+    return ProbeFailure(ErrorCategory.TIMEOUT, f"Resolving {host} took longer than {timeout:g} s")
 
 
 def _ip_literal(host: str) -> Address | None:

@@ -25,7 +25,7 @@ from urllib.parse import quote, quote_plus
 
 from connhub.domain.reports import ErrorCategory, Phases, Table, TestReport, TlsInfo, failure_report
 from connhub.probes.base import Probe, ProbeContext, ProbeFailure, ProbeTarget
-from connhub.probes.guard import DEFAULT_DENY_CIDRS, Network, parse_cidrs, resolve_checked
+from connhub.probes.guard import DEFAULT_DENY_CIDRS, DnsServer, Network, parse_cidrs, resolve_checked
 from connhub.probes.registry import probe_for
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ class ProbePolicy:
     deny: tuple[Network, ...] = parse_cidrs(DEFAULT_DENY_CIDRS)
     allow: tuple[Network, ...] = ()
     max_concurrent: int = 64
+    # The DNS servers customer host names are resolved with (CONNHUB_PROBE_DNS_SERVERS); empty:
+    # the system resolver.
+    dns_servers: tuple[DnsServer, ...] = ()
 
 
 class ProbeRunner:
@@ -94,7 +97,12 @@ class ProbeRunner:
             probe = probe_for(target.engine)
             dns_started = time.perf_counter()
             address = await resolve_checked(
-                target.host, target.port, self._policy.deny, self._policy.allow, self._remaining(attempt)
+                target.host,
+                target.port,
+                self._policy.deny,
+                self._policy.allow,
+                self._remaining(attempt),
+                dns_servers=self._policy.dns_servers,
             )
             attempt.phases.dns_ms = (time.perf_counter() - dns_started) * 1000
             attempt.ctx = ProbeContext(address, self._remaining(attempt), phases=attempt.phases)
