@@ -1,30 +1,50 @@
-"""The SQL Server probe (pymssql / FreeTDS) on real loopback sockets.
+"""The SQL Server probe on real loopback sockets: pymssql (FreeTDS) for disable..require, pytds for
+verify-ca and verify-full.
 
 No SQL Server can run here. What is verified: refused ports, silent servers, the encryption level
-FreeTDS announces for each sslmode (read from the PRELOGIN it really sends), the modes that are
-refused because certificates cannot be checked, and login failures played back by a scripted
-server in real TDS bytes (PRELOGIN answer, then ERROR and DONE tokens), which FreeTDS parses as it
-would SQL Server's. The schema query's row mapping is checked on rows shaped as it returns them.
+each driver announces for each sslmode (read from the PRELOGIN it really sends), and login failures
+played back by a scripted server in real TDS bytes (PRELOGIN answer, then ERROR and DONE tokens),
+which FreeTDS parses as it would SQL Server's. The schema query's row mapping is checked on rows
+shaped as it returns them.
+
+The verify modes run against `TdsServer` (tests/support/tds_server.py), an in-process TDS responder
+that does what SQL Server does with encryption: PRELOGIN, then the TLS handshake inside PRELOGIN
+packets with a certificate from a throwaway CA, then LOGIN7 and queries inside TLS. So the
+certificate checks are real OpenSSL checks of a real handshake; what the responder answers after
+the login (LOGINACK, result sets) is the subset of TDS pytds needs, not a real server's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import socket
 import struct
+import threading
 import time
 from typing import Any
 
 import pymssql
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from connhub.domain.reports import ErrorCategory
+from connhub.probes import mssql
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
-from connhub.probes.mssql import PROBE, classify, tables_from_rows
+from connhub.probes.mssql import PROBE, certificate_matches, classify, tables_from_rows
 from connhub.probes.runner import ProbePolicy, ProbeRunner
-from tests.support.listeners import ScriptedListener, SilentListener, TlsListener
+from tests.support import tds_server
+from tests.support.listeners import ScriptedListener, SilentListener, TlsListener, make_ca
 from tests.support.servers import free_port
+from tests.support.tds_server import TdsServer
 
 PASSWORD = "Str0ng-Pa55word!"
+CA = make_ca("Connhub Test SQL Server CA")  # issues the TDS responder's certificates
+OTHER_CA = make_ca("Some Other CA")
 
 
 def target(port: int, **changes: Any) -> ProbeTarget:
@@ -177,31 +197,24 @@ async def test_a_connection_after_a_refused_login_is_still_classified_by_what_ha
         ("allow", ENCRYPT_OFF),  # FreeTDS "request": the login packet is encrypted
         ("prefer", ENCRYPT_OFF),
         ("require", ENCRYPT_ON),
+        ("verify-ca", ENCRYPT_ON),  # pytds: the whole session, certificate checked
+        ("verify-full", ENCRYPT_ON),
     ],
 )
 async def test_each_mode_announces_its_encryption_level(mode: str | None, announced: int) -> None:
-    ssl = SslMaterial(mode) if mode else None
+    ssl = SslMaterial(mode, ca=CA.cert_pem) if mode else None
     async with ScriptedListener([b""]) as server:  # reads the PRELOGIN, answers nothing, hangs up
         await failure_of(PROBE.test(target(server.port, ssl=ssl), context(timeout_s=2)))
 
     assert announced_encryption(server.received[0]) == announced
 
 
-@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
-async def test_certificate_checking_modes_are_refused_before_connecting(mode: str) -> None:
-    async with TlsListener() as listener:
-        failure = await failure_of(PROBE.test(target(listener.port, ssl=SslMaterial(mode, ca="x")), context()))
-
-    assert failure.category is ErrorCategory.TLS_FAILED
-    assert "cannot be enforced" in failure.message
-    assert listener.accepted == 0
-
-
-async def test_require_against_a_tls_first_listener_fails_without_success() -> None:
+@pytest.mark.parametrize("mode", ["require", "verify-ca", "verify-full"])
+async def test_a_tls_first_listener_fails_without_success(mode: str) -> None:
     # TDS negotiates TLS inside PRELOGIN; a listener that speaks TLS from the first byte (an
     # untrusted certificate) sees a cleartext PRELOGIN and hangs up.
     async with TlsListener() as listener:
-        failure = await failure_of(PROBE.test(target(listener.port, ssl=SslMaterial("require")), context()))
+        failure = await failure_of(PROBE.test(target(listener.port, ssl=SslMaterial(mode, ca=CA.cert_pem)), context()))
 
     assert failure.category is ErrorCategory.DRIVER_ERROR
     assert "closed the connection" in failure.message
@@ -273,3 +286,274 @@ def test_rows_become_tables_in_query_order_with_primary_keys() -> None:
     ]
     assert [c.name for c in lines.columns if c.primary_key] == ["order_id", "line"]
     assert lines.columns[2].type == "decimal(12,2)"
+
+
+# --- verify-ca and verify-full: real certificate checks against the TDS responder --------------
+
+
+def verified(port: int, mode: str = "verify-full", host: str = "localhost", ca: str | None = None) -> ProbeTarget:
+    return target(port, host=host, ssl=SslMaterial(mode, ca=CA.cert_pem if ca is None else ca))
+
+
+async def test_verify_full_with_the_right_ca_and_name_logs_in_over_tls() -> None:
+    async with TdsServer(CA.issue(["localhost"])) as server:
+        ctx = context()  # connects to 127.0.0.1, checks the certificate against "localhost"
+        await PROBE.test(verified(server.port), ctx)
+
+    assert ctx.server_version == "16.0.1000.6"
+    assert ctx.tls.enabled and ctx.tls.version == "TLSv1.2" and ctx.tls.cipher
+    assert ctx.phases.connect_ms is not None and ctx.phases.auth_ms is not None and ctx.phases.query_ms is not None
+    seen = server.received
+    assert seen.prelogin_encryption == [tds_server.ENCRYPT_ON]
+    assert seen.sni == ["localhost"] and seen.handshakes == 1
+    [login] = seen.logins
+    assert login.encrypted  # the password only ever travels inside the verified TLS session
+    assert (login.user, login.password, login.database, login.server_name) == ("sa", PASSWORD, "shop", "localhost")
+    assert login.app_name == "connhub"
+
+
+async def test_verify_full_reads_the_schema_with_the_one_catalog_query() -> None:
+    rows = [
+        ("customers", "id", "int", None, 10, 0, "NO", 1),
+        ("customers", "name", "nvarchar", 100, None, None, "YES", 0),
+        ("orders", "total", "decimal", None, 12, 2, "NO", 0),
+    ]
+    async with TdsServer(CA.issue(["localhost"]), schema_rows=rows) as server:
+        tables = await PROBE.read_schema(verified(server.port), context())
+
+    assert [(t.name, t.fields) for t in tables] == [("customers", ["id", "name"]), ("orders", ["total"])]
+    assert [c.type for c in tables[0].columns] == ["int", "nvarchar(100)"] and tables[0].columns[0].primary_key
+    assert tables[1].columns[0].type == "decimal(12,2)"
+    version_query, schema_query = server.received.queries
+    assert "ProductVersion" in version_query
+    assert "INFORMATION_SCHEMA.COLUMNS" in schema_query and "dbo" in schema_query  # the schema, as a parameter
+
+
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
+async def test_a_certificate_from_another_ca_fails_tls_before_the_login(mode: str) -> None:
+    async with TdsServer(CA.issue(["localhost"])) as server:
+        failure = await failure_of(PROBE.test(verified(server.port, mode, ca=OTHER_CA.cert_pem), context()))
+
+    assert failure.category is ErrorCategory.TLS_FAILED
+    assert "certificate verify failed" in failure.message
+    assert server.received.handshakes == 0 and server.received.logins == []
+
+
+async def test_an_unreadable_ca_is_tls_failed_before_connecting() -> None:
+    async with TdsServer(CA.issue(["localhost"])) as server:
+        failure = await failure_of(PROBE.test(verified(server.port, ca="not a PEM"), context()))
+
+    assert failure.category is ErrorCategory.TLS_FAILED and "ssl.ca" in failure.message
+    assert server.accepted == 0
+
+
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
+async def test_without_a_ca_the_system_cas_are_used_and_do_not_know_a_private_ca(mode: str) -> None:
+    async with TdsServer(CA.issue(["localhost"])) as server:
+        failure = await failure_of(PROBE.test(target(server.port, host="localhost", ssl=SslMaterial(mode)), context()))
+
+    assert failure.category is ErrorCategory.TLS_FAILED
+    assert server.received.logins == []
+
+
+async def test_a_certificate_for_another_name_fails_verify_full_before_the_login() -> None:
+    async with TdsServer(CA.issue(["db.example.test"])) as server:
+        failure = await failure_of(PROBE.test(verified(server.port, "verify-full"), context()))
+
+    assert failure.category is ErrorCategory.TLS_FAILED
+    assert "db.example.test" in failure.message and "not localhost" in failure.message
+    assert server.received.handshakes == 1  # the chain was fine; the name was not
+    assert server.received.logins == []
+
+
+async def test_a_certificate_for_another_name_passes_verify_ca() -> None:
+    async with TdsServer(CA.issue(["db.example.test"])) as server:
+        ctx = context()
+        await PROBE.test(verified(server.port, "verify-ca"), ctx)
+
+    assert ctx.server_version == "16.0.1000.6" and ctx.tls.enabled
+    assert server.received.logins[0].encrypted
+
+
+async def test_verify_full_by_ip_address_matches_the_certificates_ip_san() -> None:
+    async with TdsServer(CA.issue(["127.0.0.1"])) as server:
+        await PROBE.test(verified(server.port, host="127.0.0.1"), context())
+    async with TdsServer(CA.issue(["localhost"])) as server:
+        failure = await failure_of(PROBE.test(verified(server.port, host="127.0.0.1"), context()))
+
+    assert failure.category is ErrorCategory.TLS_FAILED and "not 127.0.0.1" in failure.message
+    assert server.received.logins == []
+
+
+async def test_a_server_without_encryption_fails_the_verify_modes_before_the_login() -> None:
+    async with TdsServer(CA.issue(["localhost"]), encryption=tds_server.ENCRYPT_NOT_SUP) as server:
+        failure = await failure_of(PROBE.test(verified(server.port), context()))
+
+    assert failure.category is ErrorCategory.TLS_FAILED
+    assert "does not offer encryption" in failure.message
+    assert server.received.logins == []
+
+
+async def test_a_login_refused_over_verified_tls_is_auth_failed() -> None:
+    async with TdsServer(CA.issue(["localhost"]), login_errors=[tds_server.BAD_PASSWORD]) as server:
+        failure = await failure_of(PROBE.test(verified(server.port), context()))
+
+    assert failure.category is ErrorCategory.AUTH_FAILED
+    assert "'sa'" in failure.message and PASSWORD not in failure.message
+    assert server.received.logins[0].encrypted
+
+
+async def test_a_database_refused_over_verified_tls_is_database_not_found() -> None:
+    errors = [tds_server.NO_DATABASE, tds_server.BAD_PASSWORD]  # as SQL Server sends them
+    async with TdsServer(CA.issue(["localhost"]), login_errors=errors) as server:
+        failure = await failure_of(PROBE.read_schema(verified(server.port), context()))
+
+    assert failure.category is ErrorCategory.DATABASE_NOT_FOUND
+    assert "'shop'" in failure.message
+
+
+async def test_a_redirect_is_not_followed() -> None:
+    # Azure SQL's redirect: LOGINACK with a routing ENVCHANGE naming another server. pytds would
+    # connect there itself, past the network guard; the probe refuses and nothing gets there.
+    async with SilentListener() as elsewhere:
+        leaf = CA.issue(["localhost"])
+        async with TdsServer(leaf, route_to=("127.0.0.1", elsewhere.port)) as server:
+            failure = await failure_of(PROBE.test(verified(server.port), context()))
+
+    assert failure.category is ErrorCategory.HOST_FORBIDDEN
+    assert f"127.0.0.1:{elsewhere.port}" in failure.message
+    assert elsewhere.accepted == 0
+    assert server.received.logins[0].encrypted
+
+
+# --- the verify modes' network failures ------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
+async def test_verify_modes_report_a_refused_port_as_port_closed(mode: str) -> None:
+    failure = await failure_of(PROBE.test(verified(free_port(), mode), context()))
+
+    assert failure.category is ErrorCategory.PORT_CLOSED
+
+
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
+async def test_verify_modes_give_up_on_a_silent_listener_within_the_budget(mode: str) -> None:
+    async with SilentListener() as silent:
+        started = time.perf_counter()
+        failure = await failure_of(PROBE.test(verified(silent.port, mode), context(timeout_s=1)), bound_s=5)
+
+    assert failure.category is ErrorCategory.TIMEOUT
+    assert time.perf_counter() - started < 3
+    assert silent.accepted == 1
+
+
+# --- through the runner, verified --------------------------------------------------------------
+
+
+async def test_runner_reports_a_verified_session() -> None:
+    async with TdsServer(CA.issue(["127.0.0.1"])) as server:
+        report = await ProbeRunner(ProbePolicy(timeout_s=5)).test(verified(server.port, host="127.0.0.1"))
+
+    assert report.ok, report.message
+    assert report.message == "Connected to SQL Server 16.0.1000.6"
+    assert report.tls.enabled and report.tls.version == "TLSv1.2"
+
+
+async def test_runner_reports_a_name_mismatch_with_the_field_to_fix() -> None:
+    async with TdsServer(CA.issue(["db.example.test"])) as server:
+        report = await ProbeRunner(ProbePolicy(timeout_s=5)).test(verified(server.port, host="127.0.0.1"))
+
+    assert report.error is not None
+    assert report.error.category is ErrorCategory.TLS_FAILED and report.error.field == "ssl"
+    assert PASSWORD not in str(report.to_json())
+
+
+# --- the host name rules (verify-full) ---------------------------------------------------------
+
+
+def certificate(common_name: str, dns: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> x509.Certificate:
+    """A self-signed certificate with that Common Name and SANs (none at all when both are empty)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+@pytest.mark.parametrize(
+    ("cert", "host", "matches"),
+    [
+        (certificate("x", dns=("db.example.test",)), "db.example.test", True),
+        (certificate("x", dns=("DB.Example.Test",)), "db.example.test.", True),  # case, trailing dot
+        (certificate("x", dns=("other.example.test", "db.example.test")), "db.example.test", True),
+        (certificate("x", dns=("db.example.test",)), "example.test", False),
+        (certificate("x", dns=("Ddb.example.test",)), "db.example.test", False),  # pytds' lstrip("DNS:") would pass
+        (certificate("x", dns=("*.example.test",)), "db.example.test", True),
+        (certificate("x", dns=("*.example.test",)), "example.test", False),
+        (certificate("x", dns=("*.example.test",)), "a.db.example.test", False),
+        (certificate("x", dns=("*.test",)), "example.test", False),
+        (certificate("x", dns=("db*.example.test",)), "db1.example.test", False),
+        # the Common Name counts only without a SAN of the kind asked for
+        (certificate("db.example.test", dns=("other.example.test",)), "db.example.test", False),
+        (certificate("db.example.test"), "db.example.test", True),
+        (certificate("127.0.0.1", dns=("localhost",)), "127.0.0.1", False),
+        (certificate("x", ips=("127.0.0.1",)), "127.0.0.1", True),
+        (certificate("x", ips=("::1",)), "::1", True),
+        (certificate("x", dns=("127.0.0.1",)), "127.0.0.1", False),  # an IP is matched against IP SANs
+        (certificate("127.0.0.1"), "127.0.0.1", True),
+    ],
+)
+def test_host_name_rules(cert: x509.Certificate, host: str, matches: bool) -> None:
+    assert certificate_matches(cert, host) is matches
+
+
+def test_pytds_uses_this_host_name_check() -> None:
+    import pytds.tls
+
+    assert mssql._HOST_CHECK_INSTALLED
+    assert pytds.tls.validate_host is mssql._pytds_validate_host
+
+
+@pytest.mark.parametrize(
+    ("host", "name"),
+    [("DB.Example.Test.", "db.example.test"), ("[::1]", "::1"), ("bücher.example", "xn--bcher-kva.example")],
+)
+def test_the_name_given_to_pytds(host: str, name: str) -> None:
+    assert mssql.tls_server_name(host) == name
+
+
+def test_a_confined_thread_opens_no_socket_and_resolves_no_name_while_others_can() -> None:
+    other_thread: list[BaseException | None] = []
+
+    def elsewhere() -> None:
+        try:
+            socket.getaddrinfo("127.0.0.1", 1)
+            other_thread.append(None)
+        except BaseException as exc:
+            other_thread.append(exc)
+
+    port = free_port()
+    with mssql._confined():
+        with pytest.raises(mssql.ConnectionOutsideGuard) as caught:
+            socket.create_connection(("127.0.0.1", port), timeout=1)
+        with pytest.raises(mssql.ConnectionOutsideGuard):
+            socket.socket()
+        worker = threading.Thread(target=elsewhere)
+        worker.start()
+        worker.join()
+
+    assert caught.value.destination == f"127.0.0.1:{port}"
+    assert other_thread == [None]
+    socket.getaddrinfo("127.0.0.1", 1)  # released
