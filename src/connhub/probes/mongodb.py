@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import errno
 import re
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -48,14 +47,23 @@ from pymongo.monitoring import (
 
 from connhub.domain.reports import Column, ErrorCategory, Table
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
-from connhub.probes.runner import private_files
+from connhub.probes.support import (
+    ERRNO_CATEGORIES,
+    TLS_REQUIRED_MODES,
+    causes,
+    first_line,
+    private_files,
+    record_tls,
+    server_name,
+    timed_out,
+    where,
+)
 
 SAMPLE_SIZE = 100  # documents sampled per collection to find its fields
 PARALLEL_SAMPLES = 4  # collections sampled at once (each on its own pooled connection)
 
 _AUTH_FAILED_CODES = {18, 8000}  # 8000: Atlas's "bad auth : Authentication failed."
 _UNAUTHORIZED_CODE = 13
-_TLS_MODES = {"require", "verify-ca", "verify-full"}
 
 Client = AsyncMongoClient[dict[str, Any]]
 
@@ -89,8 +97,8 @@ async def _session(target: ProbeTarget, ctx: ProbeContext) -> AsyncIterator[Clie
             "network guard. Connect to one host:port of the deployment instead.",
         )
     if ctx.timeout_s <= 0:
-        raise _timeout(target, ctx)
-    ssl_material = target.ssl if target.ssl and target.ssl.mode in _TLS_MODES else None
+        raise timed_out(target, ctx)
+    ssl_material = target.ssl if target.ssl and target.ssl.mode in TLS_REQUIRED_MODES else None
     with private_files(**_pem_files(ssl_material)) as stored:
         files = stored.paths
         heartbeat = _FirstHeartbeat()
@@ -102,10 +110,10 @@ async def _session(target: ProbeTarget, ctx: ProbeContext) -> AsyncIterator[Clie
                 tls_objects = _bind_tls(client, target, ssl_material)
                 with ctx.phase("connect"):
                     await _connect(client, heartbeat)
-                _record_tls(ctx, tls_objects)
+                record_tls(ctx, tls_objects)
                 yield client
         except TimeoutError:
-            raise _timeout(target, ctx) from None
+            raise timed_out(target, ctx) from None
         finally:
             if client is not None:
                 with suppress(PyMongoError, OSError):
@@ -163,7 +171,7 @@ def _tls_options(material: SslMaterial | None, files: Mapping[str, str]) -> dict
     attempts inside one budget; a server that insists on TLS fails the test, and the user picks
     `require`. `require` encrypts without checking the certificate (libpq's meaning).
     """
-    if material is None or material.mode not in _TLS_MODES:
+    if material is None or material.mode not in TLS_REQUIRED_MODES:
         return {"tls": False}
     options: dict[str, Any] = {"tls": True}
     if "client" in files:
@@ -200,7 +208,7 @@ def _bind_tls(client: Client, target: ProbeTarget, material: SslMaterial | None)
             )
         return seen
     wrap_bio = context.wrap_bio
-    server_name = target.host.removeprefix("[").removesuffix("]")
+    name = server_name(target.host)
 
     def bound_wrap_bio(
         incoming: ssl.MemoryBIO,
@@ -209,22 +217,12 @@ def _bind_tls(client: Client, target: ProbeTarget, material: SslMaterial | None)
         server_hostname: str | bytes | None = None,
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLObject:
-        tls_object = wrap_bio(incoming, outgoing, server_side, server_name, session)
+        tls_object = wrap_bio(incoming, outgoing, server_side, name, session)
         seen.append(tls_object)
         return tls_object
 
     context.wrap_bio = bound_wrap_bio  # type: ignore[method-assign]
     return seen
-
-
-def _record_tls(ctx: ProbeContext, seen: Sequence[ssl.SSLObject]) -> None:
-    if not seen:
-        return
-    ctx.tls.enabled = True
-    with suppress(ValueError, AttributeError):  # a closed object may no longer know
-        ctx.tls.version = seen[-1].version()
-        cipher = seen[-1].cipher()
-        ctx.tls.cipher = cipher[0] if cipher else None
 
 
 class _FirstHeartbeat(ServerHeartbeatListener):
@@ -302,46 +300,38 @@ def classify(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> Prob
         tls = "certificate" in str(exc).lower() or "private key" in str(exc).lower()
         settings = ErrorCategory.TLS_FAILED if tls else ErrorCategory.DRIVER_ERROR
         return ProbeFailure(settings, f"Invalid MongoDB settings: {_first_line(exc)}")
-    where = _where(target, ctx)
-    text = " ".join(str(cause) for cause in _causes(exc))
+    place = where(target, ctx)
+    text = " ".join(str(cause) for cause in causes(exc))
     if isinstance(exc, ssl.SSLError | ssl.CertificateError) or "SSL handshake failed" in text or "[SSL" in text:
-        return ProbeFailure(ErrorCategory.TLS_FAILED, f"TLS handshake with {where} failed: {_tls_reason(text)}")
+        return ProbeFailure(ErrorCategory.TLS_FAILED, f"TLS handshake with {place} failed: {_tls_reason(text)}")
     category = _errno_category(text)
     if category is ErrorCategory.PORT_CLOSED:
-        return ProbeFailure(category, f"Connection refused by {where}")
+        return ProbeFailure(category, f"Connection refused by {place}")
     if category is ErrorCategory.DNS_FAILED:
         return ProbeFailure(category, f"Could not resolve host {ctx.address}")
     if category is ErrorCategory.HOST_UNREACHABLE:
-        return ProbeFailure(category, f"{where} is unreachable")
+        return ProbeFailure(category, f"{place} is unreachable")
     if category is ErrorCategory.TIMEOUT or isinstance(exc, ServerSelectionTimeoutError | NetworkTimeout):
-        return _timeout(target, ctx)
+        return timed_out(target, ctx)
     if "connection closed" in text or "connection is already closed" in text:
-        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{where} closed the connection{_closed_hint(target)}")
-    return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"MongoDB connection to {where} failed: {_first_line(exc)}")
-
-
-# errno values as OSError prints them ("[Errno 111]"); negative ones are getaddrinfo's EAI_* codes.
-_ERRNO_CATEGORIES = {
-    errno.ECONNREFUSED: ErrorCategory.PORT_CLOSED,
-    errno.EHOSTUNREACH: ErrorCategory.HOST_UNREACHABLE,
-    errno.ENETUNREACH: ErrorCategory.HOST_UNREACHABLE,
-    errno.ETIMEDOUT: ErrorCategory.TIMEOUT,
-}
+        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{place} closed the connection{_closed_hint(target)}")
+    return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"MongoDB connection to {place} failed: {_first_line(exc)}")
 
 
 def _closed_hint(target: ProbeTarget) -> str:
     # What usually makes mongod hang up on a new connection.
-    if target.ssl is None or target.ssl.mode not in _TLS_MODES:
+    if target.ssl is None or target.ssl.mode not in TLS_REQUIRED_MODES:
         return " (does the server require TLS?)"
     return " (does the server require a client certificate?)"
 
 
 def _errno_category(text: str) -> ErrorCategory | None:
+    # errno values as OSError prints them ("[Errno 111]"); negative ones are getaddrinfo's EAI_* codes.
     match = re.search(r"\[Errno (-?\d+)\]", text)
     if match is None:
         return ErrorCategory.TIMEOUT if "timed out" in text else None
     number = int(match.group(1))
-    return ErrorCategory.DNS_FAILED if number < 0 else _ERRNO_CATEGORIES.get(number)
+    return ErrorCategory.DNS_FAILED if number < 0 else ERRNO_CATEGORIES.get(number)
 
 
 def _tls_reason(text: str) -> str:
@@ -372,28 +362,12 @@ def _command_failure(exc: OperationFailure, target: ProbeTarget) -> ProbeFailure
     return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"MongoDB error {exc.code}: {message}")
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
+# pymongo appends "(configured timeouts: ...)" and whole topology descriptions: keep the cause.
+_NOISE = re.compile(r"\s*\((configured timeouts|Topology Description)[^)]*\).*$")
 
 
 def _first_line(exc: BaseException) -> str:
-    # pymongo appends "(configured timeouts: ...)" and whole topology descriptions: keep the cause.
-    text = str(exc).split("\n", 1)[0]
-    return re.sub(r"\s*\((configured timeouts|Topology Description)[^)]*\).*$", "", text) or type(exc).__name__
-
-
-def _where(target: ProbeTarget, ctx: ProbeContext) -> str:
-    address = "" if ctx.address == target.host else f" ({ctx.address})"
-    return f"{target.host}:{target.port}{address}"
-
-
-def _timeout(target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
-    return ProbeFailure(ErrorCategory.TIMEOUT, f"No answer from {_where(target, ctx)} within {ctx.timeout_s:g} s")
+    return first_line(str(exc), _NOISE, type(exc).__name__)
 
 
 # --- the schema ----------------------------------------------------------------------------------

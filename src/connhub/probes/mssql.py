@@ -50,7 +50,6 @@ import ipaddress
 import math
 import os
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -69,7 +68,15 @@ from cryptography.x509.oid import NameOID
 
 from connhub.domain.reports import Column, ErrorCategory, Table
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget
-from connhub.probes.runner import private_files
+from connhub.probes.support import (
+    VERIFYING_MODES,
+    private_files,
+    system_ca_file,
+    tables_from_columns,
+    time_left,
+    timed_out,
+    where,
+)
 
 T = TypeVar("T")
 
@@ -79,7 +86,7 @@ TDS_VERSION = "7.4"  # SQL Server 2012+; older servers answer with their own ver
 # timeout, which multiplies the time a silent server costs.
 
 _ENCRYPTION = {"disable": "off", "allow": "request", "prefer": "request", "require": "require"}
-_VERIFYING = {"verify-ca", "verify-full"}  # served by pytds
+_MIN_TIMEOUT_S = 0.05  # what pytds and the socket get once the thread's own limit has passed
 
 # Threads for blocking driver calls. A thread the budget gave up on still runs until the driver's
 # own timeout (at most the budget, rounded up), so the pool is sized for a burst of silent servers.
@@ -128,10 +135,10 @@ PROBE = SqlServerProbe()
 async def _in_thread(target: ProbeTarget, ctx: ProbeContext, work: Callable[[Any], T]) -> T:
     """Connect, read the version, run `work`, close: in a worker thread, bounded by the budget."""
     if ctx.timeout_s <= 0:
-        raise _timeout(target, ctx)
+        raise timed_out(target, ctx)
     mode = target.ssl.mode if target.ssl else "disable"
     session: Callable[[], T]
-    if mode in _VERIFYING:
+    if mode in VERIFYING_MODES:  # served by pytds
         session = functools.partial(_verified_session, target, ctx, mode, work)
     else:
         session = functools.partial(_session, target, ctx, _ENCRYPTION.get(mode, "off"), work)
@@ -140,7 +147,7 @@ async def _in_thread(target: ProbeTarget, ctx: ProbeContext, work: Callable[[Any
         async with asyncio.timeout(ctx.timeout_s):
             return await loop.run_in_executor(_THREADS, session)
     except TimeoutError:
-        raise _timeout(target, ctx) from None
+        raise timed_out(target, ctx) from None
     except pymssql.Error as exc:
         raise classify(exc, target, ctx) from exc
 
@@ -259,11 +266,11 @@ def _verified_connect(target: ProbeTarget, ctx: ProbeContext, mode: str, deadlin
     server_name = tls_server_name(target.host)
     material = target.ssl
     with private_files(ca=material.ca if material else None) as files:
-        cafile = files.paths.get("ca") or system_ca_file()
+        cafile = files.paths.get("ca") or system_ca_file()  # pytds takes a CA file, nothing else
         if "ca" in files.paths:
             _check_ca_file(cafile)
         with ctx.phase("connect"):
-            sock = socket.create_connection((ctx.address, target.port), timeout=_left(deadline))
+            sock = socket.create_connection((ctx.address, target.port), timeout=time_left(deadline, _MIN_TIMEOUT_S))
         try:
             with ctx.phase("auth"), _confined():  # PRELOGIN, TLS handshake, certificate checks, LOGIN7
                 return pytds.connect(
@@ -276,8 +283,8 @@ def _verified_connect(target: ProbeTarget, ctx: ProbeContext, mode: str, deadlin
                     cafile=cafile,
                     validate_host=mode == "verify-full",
                     enc_login_only=False,  # ENCRYPT_ON: the whole session, or no login at all
-                    login_timeout=_left(deadline),
-                    timeout=_left(deadline),
+                    login_timeout=time_left(deadline, _MIN_TIMEOUT_S),
+                    timeout=time_left(deadline, _MIN_TIMEOUT_S),
                     disable_connect_retry=True,
                     pooling=False,
                     appname="connhub",
@@ -296,10 +303,6 @@ def _check_ca_file(path: str) -> None:
         raise ProbeFailure(
             ErrorCategory.TLS_FAILED, f"ssl.ca holds no CA certificate OpenSSL can use: {_openssl_reasons(exc)}"
         ) from None
-
-
-def _left(deadline: float) -> float:
-    return max(0.05, deadline - time.monotonic())
 
 
 def _record_tls(connection: Any, ctx: ProbeContext) -> None:
@@ -330,23 +333,6 @@ def tls_server_name(host: str) -> str:
         return name.rstrip(".").encode("idna").decode("ascii").lower()
     except UnicodeError:
         raise ProbeFailure(ErrorCategory.TLS_FAILED, f"{host!r} cannot be checked against a certificate") from None
-
-
-def system_ca_file() -> str:
-    """The operating system's CA bundle, for verify modes without `ssl.ca` (pytds takes a file)."""
-    paths = ssl.get_default_verify_paths()
-    candidates = [
-        os.environ.get(paths.openssl_cafile_env),
-        paths.cafile,
-        paths.openssl_cafile,
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/cert.pem",
-    ]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    raise ProbeFailure(ErrorCategory.TLS_FAILED, "No system CA certificates found to verify the server: provide ssl.ca")
 
 
 # The host name check. RFC 6125 as libpq's verify-full applies it: a DNS name against the
@@ -506,12 +492,12 @@ def classify_login(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -
     """The category of an error pymssql.connect raised, from the text of this attempt's messages
     (the number pymssql reports for a login may be stale, see the module docstring)."""
     _, text = error_details(exc)
-    where = _where(target, ctx)
+    place = where(target, ctx)
     for os_error, category in _OS_ERRORS.items():
         if os_error in text:
-            return ProbeFailure(category, f"{where}: {os_error.lower()}")
+            return ProbeFailure(category, f"{place}: {os_error.lower()}")
     if "20003" in text or "timed out" in text:  # SYBETIME: no answer within the login timeout
-        return _timeout(target, ctx)
+        return timed_out(target, ctx)
     if "Cannot open database" in text or _LOGIN_CLASS_11 in text:
         return ProbeFailure(
             ErrorCategory.DATABASE_NOT_FOUND,
@@ -520,8 +506,8 @@ def classify_login(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -
     if "Login failed" in text or _LOGIN_CLASS_14 in text:
         return ProbeFailure(ErrorCategory.AUTH_FAILED, f"Login failed for user '{target.user}'")
     if "20017" in text or "Unexpected EOF" in text:  # SYBESEOF: the server hung up
-        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{where} closed the connection during login")
-    return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"SQL Server login at {where} failed: {_first_line(text)}")
+        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{place} closed the connection during login")
+    return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"SQL Server login at {place} failed: {_first_line(text)}")
 
 
 def classify(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
@@ -531,7 +517,7 @@ def classify(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> Prob
     if category is not None:
         return ProbeFailure(category, _first_line(text))
     if number == 20003 or "timed out" in text:
-        return _timeout(target, ctx)
+        return timed_out(target, ctx)
     return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"SQL Server error {number}: {_first_line(text)}")
 
 
@@ -541,7 +527,7 @@ _LOGIN_FAILURES = {18456, 18452, 18470, 18486, 18487, 18488}
 
 def classify_verified(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
     """The category of an error from the pytds path (our socket, pytds, pyOpenSSL)."""
-    where = _where(target, ctx)
+    place = where(target, ctx)
     if isinstance(exc, TimeoutError) and exc.__cause__ is not None and not isinstance(exc.__cause__, TimeoutError):
         exc = exc.__cause__  # pytds waited out its login timeout after this error, then raised TimeoutError
     if isinstance(exc, ProbeFailure):
@@ -549,35 +535,35 @@ def classify_verified(exc: BaseException, target: ProbeTarget, ctx: ProbeContext
     if isinstance(exc, CertificateNameMismatch):
         names = ", ".join(exc.names) or "no name"
         return ProbeFailure(
-            ErrorCategory.TLS_FAILED, f"The certificate of {where} is for {names}, not {exc.host} (verify-full)"
+            ErrorCategory.TLS_FAILED, f"The certificate of {place} is for {names}, not {exc.host} (verify-full)"
         )
     if isinstance(exc, OpenSSL.SSL.Error):
-        return ProbeFailure(ErrorCategory.TLS_FAILED, f"TLS handshake with {where} failed: {_openssl_reasons(exc)}")
+        return ProbeFailure(ErrorCategory.TLS_FAILED, f"TLS handshake with {place} failed: {_openssl_reasons(exc)}")
     if isinstance(exc, ConnectionOutsideGuard):
         destination = f" to {exc.destination}" if exc.destination else ""
         return ProbeFailure(
             ErrorCategory.HOST_FORBIDDEN,
-            f"SQL Server at {where} redirected the connection{destination}; redirects are not followed, "
+            f"SQL Server at {place} redirected the connection{destination}; redirects are not followed, "
             "only the address the network guard checked is used: test the server it names directly",
         )
     if isinstance(exc, pytds.DatabaseError):
         return _classify_server_error(exc, target)
     if isinstance(exc, pytds.InterfaceError) and "closed" in str(exc).lower():
-        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{where} closed the connection during login")
+        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{place} closed the connection during login")
     if isinstance(exc, pytds.Error) and "not supported by server" in str(exc):
         return ProbeFailure(
-            ErrorCategory.TLS_FAILED, f"{where} does not offer encryption (no certificate), which {_mode(target)} needs"
+            ErrorCategory.TLS_FAILED, f"{place} does not offer encryption (no certificate), which {_mode(target)} needs"
         )
     if isinstance(exc, TimeoutError):
-        return _timeout(target, ctx)
+        return timed_out(target, ctx)
     if isinstance(exc, ConnectionRefusedError):
-        return ProbeFailure(ErrorCategory.PORT_CLOSED, f"{where}: connection refused")
+        return ProbeFailure(ErrorCategory.PORT_CLOSED, f"{place}: connection refused")
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return ProbeFailure(ErrorCategory.HOST_UNREACHABLE, f"{where}: {os.strerror(exc.errno)}")
+        return ProbeFailure(ErrorCategory.HOST_UNREACHABLE, f"{place}: {os.strerror(exc.errno)}")
     if isinstance(exc, ConnectionError):
-        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{where} closed the connection during login")
+        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{place} closed the connection during login")
     if isinstance(exc, pytds.InterfaceError):
-        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{where} did not answer as SQL Server: {exc}")
+        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{place} did not answer as SQL Server: {exc}")
     return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{type(exc).__name__}: {exc}")
 
 
@@ -630,31 +616,23 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else text.strip() or "unknown error"
 
 
-def _where(target: ProbeTarget, ctx: ProbeContext) -> str:
-    address = "" if ctx.address == target.host else f" ({ctx.address})"
-    return f"{target.host}:{target.port}{address}"
-
-
-def _timeout(target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
-    return ProbeFailure(ErrorCategory.TIMEOUT, f"No answer from {_where(target, ctx)} within {ctx.timeout_s:g} s")
-
-
 # --- the schema ----------------------------------------------------------------------------------
 
 
 def tables_from_rows(rows: Sequence[Sequence[Any]]) -> list[Table]:
     """Rows of SCHEMA_QUERY (ordered by table, then ordinal position) as tables."""
-    tables: dict[str, list[Column]] = {}
-    for table, column, data_type, length, precision, scale, nullable, primary_key in rows:
-        tables.setdefault(str(table), []).append(
+    return tables_from_columns(
+        (
+            str(table),
             Column(
                 name=str(column),
                 type=_type_name(str(data_type), length, precision, scale),
                 nullable=str(nullable).upper() == "YES",
                 primary_key=bool(primary_key),
-            )
+            ),
         )
-    return [Table(name=name, columns=tuple(columns)) for name, columns in tables.items()]
+        for table, column, data_type, length, precision, scale, nullable, primary_key in rows
+    )
 
 
 def _type_name(data_type: str, length: Any, precision: Any, scale: Any) -> str:

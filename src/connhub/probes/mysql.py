@@ -22,20 +22,26 @@ import errno
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import pymysql
 from pymysql.constants import CR
 
-from connhub.domain.reports import Column, ErrorCategory, Table
+from connhub.domain.reports import ErrorCategory, Table
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
-from connhub.probes.runner import private_files
+from connhub.probes.support import (
+    TLS_REQUIRED_MODES,
+    VERIFYING_MODES,
+    load_client_certificate,
+    record_tls,
+    tables_from_rows,
+    time_left,
+)
 
 T = TypeVar("T")
 
-_TLS_REQUIRED = ("require", "verify-ca", "verify-full")
 _MIN_TIMEOUT_S = 0.5
 
 # One information_schema query for the whole database; COLUMN_KEY = 'PRI' marks primary keys.
@@ -58,21 +64,6 @@ class MysqlProbe:
 
 
 PROBE = MysqlProbe()
-
-
-def tables_from_rows(rows: Sequence[Sequence[Any]]) -> list[Table]:
-    """Rows of (table, column, type, nullable, primary key), ordered by table then position."""
-    columns: dict[str, list[Column]] = {}
-    for table, name, type_, nullable, primary_key in rows:
-        columns.setdefault(_text(table), []).append(
-            Column(_text(name), _text(type_), bool(nullable), bool(primary_key))
-        )
-    return [Table(name, tuple(cols)) for name, cols in columns.items()]
-
-
-def _text(value: object) -> str:
-    # information_schema columns come back as bytes on some server/charset combinations.
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _ping(conn: Any) -> None:
@@ -112,18 +103,18 @@ def _connect(target: ProbeTarget, ctx: ProbeContext, deadline: float) -> tuple[A
         database=target.database,
         port=target.port,
         host=ctx.address,
-        connect_timeout=_left(deadline),
-        read_timeout=_left(deadline),
-        write_timeout=_left(deadline),
+        connect_timeout=time_left(deadline, _MIN_TIMEOUT_S),
+        read_timeout=time_left(deadline, _MIN_TIMEOUT_S),
+        write_timeout=time_left(deadline, _MIN_TIMEOUT_S),
         charset="utf8mb4",
         autocommit=True,
         # Given a context, PyMySQL insists on TLS. Not given one, it would build (slowly: the whole
         # system store) a context of its own; allow/prefer get ours below instead.
-        ssl=tls if material.mode in _TLS_REQUIRED else None,
-        ssl_disabled=material.mode not in _TLS_REQUIRED,
+        ssl=tls if material.mode in TLS_REQUIRED_MODES else None,
+        ssl_disabled=material.mode not in TLS_REQUIRED_MODES,
         defer_connect=True,
     )
-    if tls is not None and material.mode not in _TLS_REQUIRED:
+    if tls is not None and material.mode not in TLS_REQUIRED_MODES:
         # PyMySQL's "preferred" mode: TLS when the server offers it, plain text otherwise.
         conn.ssl, conn.ctx = True, tls
     sock = _open_socket(ctx, target.port, deadline)
@@ -137,7 +128,7 @@ def _connect(target: ProbeTarget, ctx: ProbeContext, deadline: float) -> tuple[A
 def _open_socket(ctx: ProbeContext, port: int, deadline: float) -> socket.socket:
     try:
         with ctx.phase("connect"):
-            sock = socket.create_connection((ctx.address, port), timeout=_left(deadline))
+            sock = socket.create_connection((ctx.address, port), timeout=time_left(deadline, _MIN_TIMEOUT_S))
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise ProbeFailure(_os_category(exc), f"Can't connect to {ctx.address}:{port} ({reason})") from None
@@ -147,22 +138,14 @@ def _open_socket(ctx: ProbeContext, port: int, deadline: float) -> socket.socket
     return sock
 
 
-def _left(deadline: float) -> float:
-    return max(_MIN_TIMEOUT_S, deadline - time.monotonic())
-
-
 def _record_session(conn: Any, tls: _ProbeTlsContext | None, ctx: ProbeContext) -> None:
     version = str(conn.get_server_info())
     # MariaDB < 11 prefixes its version with "5.5.5-" for the sake of old clients.
     ctx.server_version = version.removeprefix("5.5.5-") if "mariadb" in version.lower() else version
     sock = tls.tls_socket if tls is not None else None
-    ctx.tls.enabled = sock is not None
-    if sock is not None:
-        ctx.tls.version = sock.version()
-        cipher = sock.cipher()
-        ctx.tls.cipher = cipher[0] if cipher else None
+    record_tls(ctx, [sock] if sock is not None else [])
     mode = tls.mode if tls is not None else "disable"
-    if mode in _TLS_REQUIRED and sock is None:
+    if mode in TLS_REQUIRED_MODES and sock is None:
         # Older PyMySQL releases fall back to plain text silently; the mode forbids it.
         raise ProbeFailure(ErrorCategory.TLS_FAILED, f"TLS is required ({mode}) but the server does not offer it")
 
@@ -203,7 +186,7 @@ def _tls_context(material: SslMaterial, host: str, probe_ctx: ProbeContext) -> _
     context = _ProbeTlsContext(ssl.PROTOCOL_TLS_CLIENT)
     context.mode, context.server_name, context.probe_ctx = material.mode, host, probe_ctx
     # Like libpq: the chain is checked in verify-* modes, and in any mode when a CA was given.
-    verify = material.mode in ("verify-ca", "verify-full") or material.ca is not None
+    verify = material.mode in VERIFYING_MODES or material.ca is not None
     context.check_hostname = material.mode == "verify-full"
     context.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
     # MySQL's self-generated certificates fail Python 3.13's strict X.509 checks; libpq skips them too.
@@ -213,9 +196,8 @@ def _tls_context(material: SslMaterial, host: str, probe_ctx: ProbeContext) -> _
     elif verify:
         context.load_default_certs()
     if material.cert is not None and material.key is not None:
-        # load_cert_chain only reads files: they exist for the duration of this call.
-        with private_files(cert=material.cert, key=material.key) as files:
-            context.load_cert_chain(files.paths["cert"], files.paths["key"])
+        # An unusable certificate or key (ssl.SSLError) is reported by _classified.
+        load_client_certificate(context, material.cert, material.key)
     return context
 
 

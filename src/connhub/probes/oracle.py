@@ -16,7 +16,6 @@ Certificates are checked by an SSLContext the probe builds (oracledb's `ssl_cont
 from __future__ import annotations
 
 import asyncio
-import errno
 import re
 import socket
 import ssl
@@ -28,9 +27,18 @@ import oracledb
 
 from connhub.domain.reports import Column, ErrorCategory, Table
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
-from connhub.probes.runner import private_files
-
-_TLS_MODES = {"require", "verify-ca", "verify-full"}
+from connhub.probes.support import (
+    ERRNO_CATEGORIES,
+    TLS_REQUIRED_MODES,
+    causes,
+    first_line,
+    load_client_certificate,
+    record_tls,
+    server_name,
+    tables_from_columns,
+    timed_out,
+    where,
+)
 
 # One catalog query: every column of the owner's tables and views, with the primary key columns.
 # Dropped tables waiting in the recycle bin (BIN$...) are left out.
@@ -86,7 +94,7 @@ def schema_owner(target: ProbeTarget) -> str:
 async def _connection(target: ProbeTarget, ctx: ProbeContext) -> AsyncIterator[oracledb.AsyncConnection]:
     """An open connection bounded by the budget; driver errors classified; always closed."""
     if ctx.timeout_s <= 0:
-        raise _timeout(target, ctx)
+        raise timed_out(target, ctx)
     try:
         # Thin mode bounds the TCP connect only; a server that accepts and then says nothing
         # is bounded by this timeout.
@@ -96,13 +104,15 @@ async def _connection(target: ProbeTarget, ctx: ProbeContext) -> AsyncIterator[o
                 connection = await oracledb.connect_async(**_connect_params(target, ctx, tls))
             try:
                 ctx.server_version = connection.version
-                _record_tls(ctx, tls)
+                if tls is not None:
+                    ctx.tls.enabled = True  # tcps connects over TLS or not at all, handshake kept or not
+                    record_tls(ctx, tls.handshakes)
                 yield connection
             finally:
                 with suppress(oracledb.Error, OSError):
                     await connection.close()
     except TimeoutError:
-        raise _timeout(target, ctx) from None
+        raise timed_out(target, ctx) from None
     except oracledb.Error as exc:
         raise classify(exc, target, ctx) from exc
 
@@ -159,11 +169,11 @@ class _NamedContext(ssl.SSLContext):
 
 def _tls_context(target: ProbeTarget) -> _NamedContext | None:
     material = target.ssl
-    if material is None or material.mode not in _TLS_MODES:
+    if material is None or material.mode not in TLS_REQUIRED_MODES:
         return None
     context = _NamedContext(
         ssl.PROTOCOL_TLS_CLIENT,
-        server_name=target.host.removeprefix("[").removesuffix("]"),
+        server_name=server_name(target.host),
         verify_name=material.mode == "verify-full",
     )
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -181,25 +191,12 @@ def _tls_context(target: ProbeTarget) -> _NamedContext | None:
 def _load_client_certificate(context: ssl.SSLContext, material: SslMaterial) -> None:
     if not (material.cert and material.key):
         return
-    # load_cert_chain reads files only; they are deleted as soon as the context holds the key.
-    with private_files(cert=material.cert, key=material.key) as stored:
-        try:
-            context.load_cert_chain(stored.paths["cert"], stored.paths["key"])
-        except ssl.SSLError as exc:
-            raise ProbeFailure(
-                ErrorCategory.TLS_FAILED, f"The client certificate or key is unusable: {exc.reason}"
-            ) from None
-
-
-def _record_tls(ctx: ProbeContext, tls: _NamedContext | None) -> None:
-    if tls is None:
-        return
-    ctx.tls.enabled = True
-    if tls.handshakes:
-        with suppress(ValueError, AttributeError):
-            ctx.tls.version = tls.handshakes[-1].version()
-            cipher = tls.handshakes[-1].cipher()
-            ctx.tls.cipher = cipher[0] if cipher else None
+    try:
+        load_client_certificate(context, material.cert, material.key)
+    except ssl.SSLError as exc:
+        raise ProbeFailure(
+            ErrorCategory.TLS_FAILED, f"The client certificate or key is unusable: {exc.reason}"
+        ) from None
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -223,13 +220,6 @@ _CODE_CATEGORIES = {
     "DPY-6002": ErrorCategory.TLS_FAILED,  # the DN on the server certificate does not match
 }
 
-_OS_ERROR_CATEGORIES = {
-    errno.ECONNREFUSED: ErrorCategory.PORT_CLOSED,
-    errno.EHOSTUNREACH: ErrorCategory.HOST_UNREACHABLE,
-    errno.ENETUNREACH: ErrorCategory.HOST_UNREACHABLE,
-    errno.ETIMEDOUT: ErrorCategory.TIMEOUT,
-}
-
 
 def classify(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
     """The category of an oracledb error, from the codes and the socket errors chained in it.
@@ -237,16 +227,16 @@ def classify(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> Prob
     Thin mode wraps connection failures in DPY-6005 ("cannot connect to database") with the
     socket, TLS or listener error as the cause.
     """
-    chain = _causes(exc)
-    where = _where(target, ctx)
+    chain = causes(exc)
+    place = where(target, ctx)
     for error in chain:
         category = _category_of(error)
         if category is not None:
-            return ProbeFailure(category, _message(category, error, target, where))
+            return ProbeFailure(category, _message(category, error, target, place))
     # The innermost error says what happened ("DPY-4011: ... closed the connection"), the outer
     # DPY-6005 only that connecting failed.
     innermost = next((error for error in reversed(chain) if isinstance(error, oracledb.Error)), exc)
-    return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"Oracle connection to {where} failed: {_first_line(innermost)}")
+    return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"Oracle connection to {place} failed: {_first_line(innermost)}")
 
 
 def _category_of(error: BaseException) -> ErrorCategory | None:
@@ -258,8 +248,8 @@ def _category_of(error: BaseException) -> ErrorCategory | None:
         return ErrorCategory.TIMEOUT
     if isinstance(error, socket.gaierror):
         return ErrorCategory.DNS_FAILED
-    if isinstance(error, OSError) and error.errno in _OS_ERROR_CATEGORIES:
-        return _OS_ERROR_CATEGORIES[error.errno]
+    if isinstance(error, OSError) and error.errno in ERRNO_CATEGORIES:
+        return ERRNO_CATEGORIES[error.errno]
     code = oracle_code(error)
     return _CODE_CATEGORIES.get(code) if code else None
 
@@ -277,21 +267,21 @@ def oracle_code(error: BaseException) -> str | None:
     return full_code or None
 
 
-def _message(category: ErrorCategory, error: BaseException, target: ProbeTarget, where: str) -> str:
+def _message(category: ErrorCategory, error: BaseException, target: ProbeTarget, place: str) -> str:
     if category is ErrorCategory.PORT_CLOSED:
-        return f"Connection refused by {where}"
+        return f"Connection refused by {place}"
     if category is ErrorCategory.TIMEOUT:
-        return f"No answer from {where} in time"
+        return f"No answer from {place} in time"
     if category is ErrorCategory.DNS_FAILED:
         return f"Could not resolve host {target.host}"
     if category is ErrorCategory.HOST_UNREACHABLE:
-        return f"{where} is unreachable"
+        return f"{place} is unreachable"
     if category is ErrorCategory.TLS_FAILED:
-        return f"TLS handshake with {where} failed: {_tls_reason(error)}"
+        return f"TLS handshake with {place} failed: {_tls_reason(error)}"
     if category is ErrorCategory.AUTH_FAILED:
         return f"Authentication failed for user '{target.user}': {_first_line(error)}"
     if category is ErrorCategory.DATABASE_NOT_FOUND:
-        return f"Service '{target.database}' is not known to the listener at {where}: {_first_line(error)}"
+        return f"Service '{target.database}' is not known to the listener at {place}: {_first_line(error)}"
     return _first_line(error)
 
 
@@ -303,28 +293,12 @@ def _tls_reason(error: BaseException) -> str:
     return _first_line(error)
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
+# oracledb adds "Help: https://..." lines (dropped with all but the first line) and the connection id.
+_NOISE = re.compile(r"\s*\(CONNECTION_ID=[^)]*\)")
 
 
 def _first_line(error: BaseException) -> str:
-    # oracledb adds "Help: https://..." lines and the connection id; the first line says it all.
-    text = str(error).strip().split("\n", 1)[0]
-    return re.sub(r"\s*\(CONNECTION_ID=[^)]*\)", "", text) or type(error).__name__
-
-
-def _where(target: ProbeTarget, ctx: ProbeContext) -> str:
-    address = "" if ctx.address == target.host else f" ({ctx.address})"
-    return f"{target.host}:{target.port}{address}"
-
-
-def _timeout(target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
-    return ProbeFailure(ErrorCategory.TIMEOUT, f"No answer from {_where(target, ctx)} within {ctx.timeout_s:g} s")
+    return first_line(str(error).strip(), _NOISE, type(error).__name__)
 
 
 # --- the schema ----------------------------------------------------------------------------------
@@ -332,17 +306,18 @@ def _timeout(target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
 
 def tables_from_rows(rows: Sequence[Sequence[Any]]) -> list[Table]:
     """Rows of SCHEMA_QUERY (ordered by table, then column) as tables."""
-    tables: dict[str, list[Column]] = {}
-    for table, column, data_type, length, char_length, precision, scale, nullable, primary_key in rows:
-        tables.setdefault(str(table), []).append(
+    return tables_from_columns(
+        (
+            str(table),
             Column(
                 name=str(column),
                 type=_type_name(str(data_type), length, char_length, precision, scale),
                 nullable=nullable == "Y",
                 primary_key=bool(primary_key),
-            )
+            ),
         )
-    return [Table(name=name, columns=tuple(columns)) for name, columns in tables.items()]
+        for table, column, data_type, length, char_length, precision, scale, nullable, primary_key in rows
+    )
 
 
 def _type_name(data_type: str, length: Any, char_length: Any, precision: Any, scale: Any) -> str:

@@ -13,20 +13,18 @@ import ctypes
 import math
 import os
 import re
-import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 from psycopg import errors
 
-from connhub.domain.reports import Column, ErrorCategory, Table
+from connhub.domain.reports import ErrorCategory, Table
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
-from connhub.probes.runner import PrivateFiles, private_files
+from connhub.probes.support import VERIFYING_MODES, PrivateFiles, private_files, system_ca_file, tables_from_rows
 
 DEFAULT_SCHEMA = "public"
-_VERIFYING_MODES = ("verify-ca", "verify-full")
 _LIBPQ_WITH_SSLCERTMODE = 160000
 
 # One catalog query for the whole schema. pg_catalog rather than information_schema: the latter's
@@ -67,14 +65,6 @@ class PostgresProbe:
 
 
 PROBE = PostgresProbe()
-
-
-def tables_from_rows(rows: Sequence[Sequence[Any]]) -> list[Table]:
-    """Rows of (table, column, type, nullable, primary key), ordered by table then position."""
-    columns: dict[str, list[Column]] = {}
-    for table, name, type_, nullable, primary_key in rows:
-        columns.setdefault(table, []).append(Column(name, type_, bool(nullable), bool(primary_key)))
-    return [Table(name, tuple(cols)) for name, cols in columns.items()]
 
 
 @asynccontextmanager
@@ -122,7 +112,8 @@ def _ssl_params(material: SslMaterial, files: PrivateFiles) -> dict[str, str]:
         return params
     if "ca" in files.paths:
         params["sslrootcert"] = files.paths["ca"]
-    elif material.mode in _VERIFYING_MODES:
+    elif material.mode in VERIFYING_MODES:
+        # Not libpq's `sslrootcert=system`: psycopg-binary's OpenSSL looks in a path the host lacks.
         params["sslrootcert"] = system_ca_file()
     else:
         # Named but absent: libpq then verifies nothing, as these modes promise without a CA.
@@ -132,24 +123,6 @@ def _ssl_params(material: SslMaterial, files: PrivateFiles) -> dict[str, str]:
     elif psycopg.pq.version() >= _LIBPQ_WITH_SSLCERTMODE:
         params["sslcertmode"] = "disable"  # never present a client certificate found by default
     return params
-
-
-def system_ca_file() -> str:
-    """The operating system's CA bundle. libpq's `sslrootcert=system` is not used: psycopg-binary
-    bundles an OpenSSL whose default store path does not exist on the host."""
-    paths = ssl.get_default_verify_paths()
-    candidates = [
-        os.environ.get(paths.openssl_cafile_env),
-        paths.cafile,
-        paths.openssl_cafile,
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/cert.pem",
-    ]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    raise ProbeFailure(ErrorCategory.TLS_FAILED, "No system CA certificates found to verify the server: provide ssl.ca")
 
 
 def _record_session(conn: psycopg.AsyncConnection[Any], ctx: ProbeContext) -> None:

@@ -11,15 +11,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote, quote_plus
 
@@ -216,33 +211,3 @@ class Redactor:
             tls=tls,
             error=error,
         )
-
-
-@dataclass(frozen=True)
-class PrivateFiles:
-    directory: Path
-    paths: dict[str, str]  # name -> path, only for the texts that were given
-
-
-@contextmanager
-def private_files(**contents: str | None) -> Iterator[PrivateFiles]:
-    """Writes each given text (PEMs) to its own file in a fresh private directory (0700, files
-    0600) and deletes everything on exit. Drivers that only take file paths (libpq,
-    ssl.SSLContext.load_cert_chain) get the stored material this way, never via a shared path.
-
-    Shared by the engine probes; it lives here because the runner is the one engine-neutral module.
-    """
-    directory = Path(tempfile.mkdtemp(prefix="connhub-probe-"))  # mkdtemp makes it 0700
-    try:
-        paths: dict[str, str] = {}
-        for name, text in contents.items():
-            if text is None:
-                continue
-            path = directory / f"{name}.pem"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(text)
-            paths[name] = str(path)
-        yield PrivateFiles(directory, paths)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
