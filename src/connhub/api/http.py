@@ -130,8 +130,10 @@ class BodyLimit:
         return next((limit for pattern, limit in LARGER_BODIES if pattern.match(path)), self.limit)
 
     async def _refuse(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        # No `Connection: close`: closing with the rest of the body unread resets the connection, and
+        # a client still sending (most send the whole body before reading) never sees this 413. Kept
+        # open, the server discards the rest as it arrives, without buffering it.
         response = http_problem(413, f"the request body must be at most {limit} bytes")
-        response.headers["Connection"] = "close"
         await response(scope, receive, send)
 
 
