@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from connhub import __version__
 from connhub.config import Settings
@@ -89,8 +90,18 @@ def serve(args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=False,
         timeout_graceful_shutdown=10,
+        http=_http_protocol(),
     )
     return 0
+
+
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol with bounded request heads (connhub.api.protocol)."""
+    try:
+        from connhub.api.protocol import BoundedHeadProtocol
+    except ImportError:  # uvicorn without httptools: its h11 protocol bounds head sizes itself
+        return "auto"
+    return BoundedHeadProtocol
 
 
 def _export(settings: Settings) -> None:

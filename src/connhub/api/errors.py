@@ -38,8 +38,10 @@ HTTP_CODES = {
     403: ("CONN-1003", "Forbidden"),
     404: ("CONN-1004", "Not found"),
     405: ("CONN-1015", "Method not allowed"),
+    408: ("CONN-1019", "Request timeout"),
     413: ("CONN-1016", "Request body too large"),
     415: ("CONN-1017", "Unsupported media type"),
+    431: ("CONN-1020", "Request headers too large"),
     499: ("CONN-1018", "Client closed request"),  # nginx's code; nobody reads it, metrics count it
     500: ("CONN-1099", "Internal error"),
     503: ("CONN-1014", "Store unavailable"),
