@@ -35,7 +35,6 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./.connhub")
     log_level: str = "INFO"
     store_pool_size: int = Field(10, ge=1)
-    request_timeout_s: float = Field(30.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -22,7 +22,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException
 
 from connhub.api.auth import READ, WRITE, Principal
-from connhub.api.http import UPLOAD_BODY_BYTES, BodyTooLarge, hub, json_object, reader, writer
+from connhub.api.http import UPLOAD_BODY_BYTES, BodyTooLarge, authorize, hub, json_object
 from connhub.api.openapi import errors, json_body
 from connhub.api.responses import Json, rfc3339
 from connhub.api.schemas import TableOut, TestReportOut
@@ -201,17 +201,17 @@ CERTIFICATE_FILES_BODY = {
 
 def _team_principal(request: Request, team_id: str, scope: str) -> Principal:
     authenticator = hub(request).auth
-    principal = reader(request) if scope == READ else writer(request)
+    principal = authorize(request, scope)
     if authenticator.enabled and principal.tenant != team_id:
         raise Forbidden("the token's organization is not this team")
     return Principal(team_id, principal.scopes)
 
 
-def team_reader(request: Request, team_id: TeamId) -> Principal:
+async def team_reader(request: Request, team_id: TeamId) -> Principal:
     return _team_principal(request, team_id, READ)
 
 
-def team_writer(request: Request, team_id: TeamId) -> Principal:
+async def team_writer(request: Request, team_id: TeamId) -> Principal:
     return _team_principal(request, team_id, WRITE)
 
 

@@ -42,16 +42,20 @@ def hub(request: Request) -> Hub:
     return found
 
 
-def reader(request: Request) -> Principal:
+def authorize(request: Request, scope: str) -> Principal:
+    """The request's principal, if it holds `scope` (else Unauthorized / Forbidden)."""
     principal = hub(request).auth.principal(request)
-    principal.require(READ)
+    principal.require(scope)
     return principal
 
 
-def writer(request: Request) -> Principal:
-    principal = hub(request).auth.principal(request)
-    principal.require(WRITE)
-    return principal
+# Dependencies are async so FastAPI runs them on the event loop, not through a thread hop.
+async def reader(request: Request) -> Principal:
+    return authorize(request, READ)
+
+
+async def writer(request: Request) -> Principal:
+    return authorize(request, WRITE)
 
 
 async def json_object(request: Request) -> dict[str, Any]:
