@@ -14,7 +14,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, and_, delete, event, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, event, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -380,9 +380,12 @@ def _after(cursor: Cursor) -> ColumnElement[bool]:
         value: Any = datetime.fromisoformat(cursor.value)
     else:
         column, value = connections.c.name_key, cursor.value
+    # A row-value comparison, not `a < v OR (a = v AND n < k)`: PostgreSQL turns only the row form
+    # into an index range; the OR form walks the index from the first row (O(depth) per page).
+    position = tuple_(column, connections.c.number)
     if cursor.sort_order == "asc":
-        return or_(column > value, and_(column == value, connections.c.number > cursor.number))
-    return or_(column < value, and_(column == value, connections.c.number < cursor.number))
+        return position > (value, cursor.number)
+    return position < (value, cursor.number)
 
 
 def _cursor_after(last: Connection, query: ListQuery) -> str:
