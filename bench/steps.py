@@ -22,7 +22,7 @@ from bench.options import Options
 from bench.report import StoreResult
 from bench.scenarios import Api
 from bench.server import Server, machine_busy_s, running_server
-from bench.stores import postgres_database, postmaster_pid, sqlite_path
+from bench.stores import analyze, postgres_database, postmaster_pid, sqlite_path
 from connhub.secrets import KeyRing
 
 MAX_ERROR_RATIO = 0.05
@@ -184,6 +184,12 @@ class StoreRun:
         if by_sql > 0:
             await self._fill_through_sql(by_sql)
         self.result.fill = {"api_creates": by_api, "sql_rows": max(by_sql, 0), "measured_creates": made_before}
+        if self.place.database_url:
+            autovacuum = analyze(self.place.database_url)
+            self.result.notes.append(
+                f"ANALYZE after the fill, as autovacuum would in time (autovacuum is {autovacuum} here): "
+                "without statistics PostgreSQL reads get by id through the tenant index"
+            )
         how = f"{by_api:,} connections made by API creates at concurrency {self.options.concurrency}"
         if by_sql > 0:
             how += f", {by_sql:,} more by direct SQL (sealed with the server's key, readable through the API)"

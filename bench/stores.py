@@ -81,6 +81,14 @@ def postmaster_pid(admin_url: str) -> int | None:
     return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
+def analyze(url: str) -> str:
+    """ANALYZE the benchmark's database, as autovacuum would after a fill; its `autovacuum` setting."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
+        connection.execute("ANALYZE")
+        row = connection.execute("SHOW autovacuum").fetchone()
+    return str(row[0]) if row else "unknown"
+
+
 def postgres_reachable(admin_url: str) -> str | None:
     """None when the server answers, else why not."""
     try:
