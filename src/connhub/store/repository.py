@@ -58,7 +58,6 @@ def create_store_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=10,
-        pool_pre_ping=True,
         # A store that hangs (rather than refuses) must not hold a request forever.
         connect_args={"connect_timeout": 5, "options": "-c statement_timeout=15000"},
     )
