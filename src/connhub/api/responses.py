@@ -18,4 +18,4 @@ class Json(JSONResponse):
 
 def rfc3339(moment: datetime) -> str:
     """UTC with a `Z`, millisecond precision."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, and_, delete, event, func, insert, or_, select, tuple_, update
+import orjson
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, event, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -55,9 +56,11 @@ def create_store_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         return engine
     return create_async_engine(
         full,
-        pool_size=pool_size,
-        max_overflow=pool_size,
+        pool_size=2 * pool_size,
+        max_overflow=0,
         pool_timeout=10,
+        json_serializer=lambda value: orjson.dumps(value).decode(),
+        json_deserializer=orjson.loads,
         # A store that hangs (rather than refuses) must not hold a request forever.
         connect_args={"connect_timeout": 5, "options": "-c statement_timeout=15000"},
     )
@@ -84,6 +87,8 @@ class ConnectionRepository:
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         async with self._guard(), self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     @asynccontextmanager
@@ -163,7 +168,11 @@ class ConnectionRepository:
     # -- read ---------------------------------------------------------------------------------
 
     async def get(self, tenant: str, connection_id: UUID) -> Connection:
-        return await self._one(tenant, connections.c.id == connection_id)
+        async with self._read() as conn:
+            row = (await conn.execute(_LIVE_BY_ID, {"tenant": tenant, "key": connection_id})).first()
+        if row is None:
+            raise NotFound("connection not found")
+        return _to_connection(row._mapping)
 
     async def get_by_number(self, tenant: str, number: int) -> Connection:
         return await self._one(tenant, connections.c.number == number)
@@ -187,9 +196,10 @@ class ConnectionRepository:
         else:
             page_query = page_query.offset((query.page - 1) * query.limit)
         count_query = select(func.count()).select_from(filtered.subquery())
+        page_query = page_query.add_columns(count_query.scalar_subquery().label("total_rows"))
         async with self._read() as conn:
             rows = (await conn.execute(page_query)).all()
-            total = (await conn.execute(count_query)).scalar_one()
+            total = rows[0].total_rows if rows else (await conn.execute(count_query)).scalar_one()
         items = [_to_connection(row._mapping) for row in rows[: query.limit]]
         next_cursor = _cursor_after(items[-1], query) if len(rows) > query.limit else None
         return Page(items, query.page, query.limit, total, next_cursor)
@@ -318,6 +328,13 @@ class ConnectionRepository:
 
 
 # -- query building -------------------------------------------------------------------------
+
+
+_LIVE_BY_ID = select(connections).where(
+    connections.c.tenant == bindparam("tenant"),
+    connections.c.deleted_at.is_(None),
+    connections.c.id == bindparam("key"),
+)
 
 
 def _live(tenant: str) -> Select[Any]:
