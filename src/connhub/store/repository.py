@@ -47,7 +47,7 @@ class StoredSecret:
     ciphertext: bytes
 
 
-def create_store_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def create_store_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     """An async engine for `url`; SQLite gets WAL and a busy timeout so writers queue, not fail."""
     full = async_url(url)
     if full.startswith("sqlite"):
@@ -56,7 +56,7 @@ def create_store_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         return engine
     return create_async_engine(
         full,
-        pool_size=2 * pool_size,
+        pool_size=pool_size,  # a fixed pool: opening sessions under load costs more than keeping them
         max_overflow=0,
         pool_timeout=10,
         json_serializer=lambda value: orjson.dumps(value).decode(),
