@@ -127,7 +127,7 @@ async def machine_busy_pct(seconds: float = 2.0) -> float:
 
 
 def _meta(options: Options, busy_pct: float) -> dict[str, Any]:
-    rev, dirty = _git_rev()
+    rev, dirty = git_rev()
     return {
         "date": date.today().isoformat(),
         "git_rev": rev,
@@ -153,7 +153,7 @@ def _meta(options: Options, busy_pct: float) -> dict[str, Any]:
     }
 
 
-def _git_rev() -> tuple[str, bool]:
+def git_rev() -> tuple[str, bool]:
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=BENCH_DIR, capture_output=True, text=True, timeout=30)
         return done.stdout.strip() if done.returncode == 0 else ""
@@ -163,6 +163,6 @@ def _git_rev() -> tuple[str, bool]:
 
 
 def _default_output(options: Options) -> Path:
-    rev, _ = _git_rev()
+    rev, _ = git_rev()
     suffix = "-quick" if options.quick else ""
     return BENCH_DIR / "results" / f"{date.today().isoformat()}-{rev}{suffix}.json"
