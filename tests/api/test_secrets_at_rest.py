@@ -8,11 +8,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -22,6 +20,7 @@ from connhub.store.schema import sync_url
 from tests.conftest import CANARY_PASSWORD, PRODUCT, client_for, seed_body
 from tests.support.pki import self_signed
 from tests.support.servers import free_port
+from tests.support.store_contents import store_bytes
 
 BASE = "/v1/management/connections"
 CA, _ = self_signed("canary-ca")
@@ -33,20 +32,6 @@ CLOSED_PORT = free_port()  # nothing listens: tests stay on loopback and fail fa
 def local_body(**overrides: Any) -> dict[str, Any]:
     ssl = {"mode": "require", "ca": CA, "cert": CLIENT_CERT, "key": CLIENT_KEY}
     return seed_body(**{"host": "127.0.0.1", "port": CLOSED_PORT, "ssl": ssl, **overrides})
-
-
-def store_bytes(url: str) -> bytes:
-    """Every byte the store holds for us: the SQLite files, or every row of our tables as text."""
-    if url.startswith("sqlite"):
-        path = Path(url.removeprefix("sqlite:///"))
-        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT row_to_json(c)::text FROM connections c UNION ALL "
-            "SELECT row_to_json(s)::text || encode(s.ciphertext, 'escape') FROM connection_secrets s UNION ALL "
-            "SELECT row_to_json(i)::text FROM idempotency_keys i"
-        ).fetchall()
-    return "\n".join(row[0] for row in rows).encode()
 
 
 async def exercise_every_endpoint(http: httpx.AsyncClient) -> list[httpx.Response]:

@@ -28,20 +28,12 @@ import pytest
 
 from connhub.probes.guard import DEFAULT_DENY_CIDRS, parse_cidrs
 from connhub.probes.runner import ProbePolicy, ProbeRunner
-from tests.support.pg_instance import PG_BIN, CertificateAuthority, PostgresInstance, start_postgres
+from tests.support.pg_instance import PG_BIN, PostgresInstance, start_postgres
+from tests.support.pki import CertificateAuthority
+from tests.support.reliability import require_binary
 from tests.support.servers import free_port, port_open, require_server
 
 CERT_USER = "connhub_cert_user"  # authenticates with a client certificate on the throw-away servers
-
-
-def require_binary(path: Path) -> None:
-    """Skip, or under CI fail, when a server binary a throw-away instance needs is missing."""
-    if path.exists():
-        return
-    message = f"{path} is not installed"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + " (CI=true: tests that need it must run)")
-    pytest.skip(message)
 
 
 # --- runners ---------------------------------------------------------------------------------
@@ -219,7 +211,7 @@ class MariadbInstance:
         shutil.rmtree(self.base, ignore_errors=True)
 
     def _write_tls_files(self) -> None:
-        server = self.ca.issue("localhost", dns_names=["localhost"])
+        server = self.ca.issue(["localhost"])
         for name, text in {
             "ca.pem": self.ca.cert_pem,
             "server.pem": server.cert_pem,

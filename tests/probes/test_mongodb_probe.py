@@ -19,8 +19,9 @@ from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMate
 from connhub.probes.mongodb import PROBE, SAMPLE_SIZE, bson_type
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.probes.conftest import SystemResolverTripwire
-from tests.support.listeners import SilentListener, TlsListener, make_ca, server_ssl_context
+from tests.support.listeners import SilentListener, TlsListener, server_ssl_context
 from tests.support.mongo_wire import SERVER_VERSION, MongoWireServer
+from tests.support.pki import CertificateAuthority
 from tests.support.servers import free_port
 
 PASSWORD = "s3cr3t-Pa55word!"
@@ -225,7 +226,7 @@ SERVER_NAME = "db.connhub.test"
 
 @pytest.fixture(scope="module")
 def ca() -> Any:
-    return make_ca()
+    return CertificateAuthority()
 
 
 @pytest.fixture
@@ -292,7 +293,7 @@ async def test_a_client_certificate_is_presented_when_given(ca: Any) -> None:
     server_context = server_ssl_context(ca.issue([SERVER_NAME]), client_ca=ca.cert_pem)
     client = ca.issue(["app"], client=True)
     async with MongoWireServer(DATABASES, {"app": PASSWORD}, tls=server_context) as wire:
-        material = SslMaterial("verify-full", ca=ca.cert_pem, cert=client.cert, key=client.key)
+        material = SslMaterial("verify-full", ca=ca.cert_pem, cert=client.cert_pem, key=client.key_pem)
         await PROBE.test(target(wire.port, host=SERVER_NAME, ssl=material), context())
 
         without = SslMaterial("verify-full", ca=ca.cert_pem)
@@ -302,7 +303,7 @@ async def test_a_client_certificate_is_presented_when_given(ca: Any) -> None:
 
 async def test_a_client_key_that_does_not_match_its_certificate_is_tls_failed(ca: Any) -> None:
     client = ca.issue(["app"], client=True)
-    material = SslMaterial("verify-full", ca=ca.cert_pem, cert=client.cert, key=ca.issue(["x"]).key)
+    material = SslMaterial("verify-full", ca=ca.cert_pem, cert=client.cert_pem, key=ca.issue(["x"]).key_pem)
 
     failure = await failure_of(PROBE.test(target(free_port(), ssl=material), context()))
 

@@ -38,13 +38,14 @@ from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMate
 from connhub.probes.mssql import PROBE, certificate_matches, classify, tables_from_rows
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.support import tds_server
-from tests.support.listeners import ScriptedListener, SilentListener, TlsListener, make_ca
+from tests.support.listeners import ScriptedListener, SilentListener, TlsListener
+from tests.support.pki import CertificateAuthority
 from tests.support.servers import free_port
 from tests.support.tds_server import TdsServer
 
 PASSWORD = "Str0ng-Pa55word!"
-CA = make_ca("Connhub Test SQL Server CA")  # issues the TDS responder's certificates
-OTHER_CA = make_ca("Some Other CA")
+CA = CertificateAuthority("Connhub Test SQL Server CA")  # issues the TDS responder's certificates
+OTHER_CA = CertificateAuthority("Some Other CA")
 
 
 def target(port: int, **changes: Any) -> ProbeTarget:

@@ -23,7 +23,7 @@ from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from tests.probes.conftest import MariadbInstance, silent_listener
 from tests.support.dns_server import LoopbackDnsServer
-from tests.support.pg_instance import CertificateAuthority
+from tests.support.pki import CertificateAuthority
 from tests.support.servers import MARIADB_HOST, MARIADB_PORT
 
 pytestmark = pytest.mark.usefixtures("shared_mariadb")

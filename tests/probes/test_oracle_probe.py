@@ -23,7 +23,8 @@ from connhub.domain.reports import ErrorCategory
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
 from connhub.probes.oracle import PROBE, classify, oracle_code, schema_owner, tables_from_rows
 from connhub.probes.runner import ProbePolicy, ProbeRunner
-from tests.support.listeners import ScriptedListener, SilentListener, TlsListener, make_ca
+from tests.support.listeners import ScriptedListener, SilentListener, TlsListener
+from tests.support.pki import CertificateAuthority
 from tests.support.servers import free_port
 
 PASSWORD = "tiger-Pa55word!"
@@ -117,7 +118,7 @@ async def test_plain_modes_do_not_use_tls() -> None:
 
 
 async def test_verify_full_checks_the_typed_host_name_while_connecting_to_the_address() -> None:
-    ca = make_ca()
+    ca = CertificateAuthority()
     # The listener completes the handshake, then hangs up: the failure that follows is not TLS.
     async with TlsListener(ca.issue([SERVER_NAME]), hang_up=True) as listener:
         good = SslMaterial("verify-full", ca=ca.cert_pem)
@@ -145,10 +146,10 @@ async def test_require_encrypts_without_verifying() -> None:
 
 
 async def test_an_unusable_client_key_is_tls_failed_before_connecting() -> None:
-    ca = make_ca()
+    ca = CertificateAuthority()
     client = ca.issue(["scott"], client=True)
-    other_key = ca.issue(["someone"], client=True).key
-    material = SslMaterial("verify-full", ca=ca.cert_pem, cert=client.cert, key=other_key)
+    other_key = ca.issue(["someone"], client=True).key_pem
+    material = SslMaterial("verify-full", ca=ca.cert_pem, cert=client.cert_pem, key=other_key)
 
     failure = await failure_of(PROBE.test(target(free_port(), ssl=material), context()))
 

@@ -27,7 +27,8 @@ from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from tests.probes.conftest import CERT_USER, silent_listener
 from tests.support.dns_server import LoopbackDnsServer
-from tests.support.pg_instance import CertificateAuthority, PostgresInstance
+from tests.support.pg_instance import PostgresInstance
+from tests.support.pki import CertificateAuthority
 from tests.support.servers import POSTGRES_URL
 
 pytestmark = pytest.mark.usefixtures("shared_postgres")

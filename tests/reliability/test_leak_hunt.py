@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpx
-import psycopg
 import pytest
 
 from connhub.api.app import create_app
@@ -35,6 +34,7 @@ from tests.reliability.conftest import Figures
 from tests.support.pki import self_signed
 from tests.support.reliability import ThreadedServer
 from tests.support.servers import free_port
+from tests.support.store_contents import store_bytes
 
 BASE = "/v1/management/connections"
 TEAM = "/team/leaks/connections"
@@ -210,20 +210,6 @@ def exercise(http: httpx.Client) -> list[httpx.Response]:
 
 def _json() -> dict[str, str]:
     return {"Content-Type": "application/json"}
-
-
-def store_bytes(url: str) -> bytes:
-    """Every byte the store holds: the SQLite database with its WAL, or every row on PostgreSQL."""
-    if url.startswith("sqlite"):
-        path = Path(url.removeprefix("sqlite:///"))
-        return b"".join(part.read_bytes() for part in path.parent.glob(path.name + "*"))
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT row_to_json(c)::text FROM connections c UNION ALL "
-            "SELECT row_to_json(s)::text FROM connection_secrets s UNION ALL "
-            "SELECT row_to_json(i)::text FROM idempotency_keys i"
-        ).fetchall()
-    return "\n".join(row[0] for row in rows).encode()
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
-"""Loopback listeners that misbehave on purpose, and test certificates, for the probes' failure paths.
+"""Loopback listeners that misbehave on purpose, for the probes' failure paths.
 
 - `SilentListener`: accepts TCP connections and never sends a byte (a firewall that swallows
   traffic, a hung server): a probe must give up within its budget.
 - `TlsListener`: completes (or fails) TLS handshakes with a given certificate, then stays silent
   or hangs up: a client that does not trust the certificate must fail with a TLS error.
-- `TestCa` / `make_ca`: a throwaway CA issuing server and client certificates, so a test can build
-  a chain the client trusts, or one it does not.
+- `server_ssl_context`: a server-side TLS context presenting a leaf from `tests.support.pki`.
 
 Everything binds 127.0.0.1 on a free port and is an async context manager that closes every
 connection it accepted on exit.
@@ -14,119 +13,25 @@ connection it accepted on exit.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import ssl
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from tests.support.pki import CertificateAuthority, IssuedCert
 
 LOOPBACK = "127.0.0.1"
 
 
-@dataclass(frozen=True)
-class CertKey:
-    """A PEM certificate and its unencrypted PEM private key."""
-
-    cert: str
-    key: str
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-def _san(names: Iterable[str]) -> x509.SubjectAlternativeName:
-    entries: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            entries.append(x509.DNSName(name))
-    return x509.SubjectAlternativeName(entries)
-
-
-class TestCa:
-    """A self-signed CA that issues leaf certificates for test servers and clients."""
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, common_name: str = "Connhub Test CA") -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = datetime.datetime.now(datetime.UTC)
-        self._cert = (
-            x509.CertificateBuilder()
-            .subject_name(self._name)
-            .issuer_name(self._name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
-
-    @property
-    def cert_pem(self) -> str:
-        return self._cert.public_bytes(serialization.Encoding.PEM).decode()
-
-    def issue(self, names: Iterable[str], *, client: bool = False) -> CertKey:
-        """A leaf certificate for `names` (DNS names or IP addresses, the first is the CN)."""
-        names = list(names)
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(self._name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(_san(names), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
-        return CertKey(cert.public_bytes(serialization.Encoding.PEM).decode(), _key_pem(key))
-
-
-def make_ca(common_name: str = "Connhub Test CA") -> TestCa:
-    return TestCa(common_name)
-
-
-def server_ssl_context(leaf: CertKey, *, client_ca: str | None = None) -> ssl.SSLContext:
+def server_ssl_context(leaf: IssuedCert, *, client_ca: str | None = None) -> ssl.SSLContext:
     """A server-side context presenting `leaf`; with `client_ca`, client certificates are required."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     # load_cert_chain only reads files: a private temporary directory, gone when loaded.
     with tempfile.TemporaryDirectory() as directory:
         cert_path, key_path = Path(directory, "cert.pem"), Path(directory, "key.pem")
-        cert_path.write_text(leaf.cert)
-        key_path.write_text(leaf.key)
+        cert_path.write_text(leaf.cert_pem)
+        key_path.write_text(leaf.key_pem)
         context.load_cert_chain(cert_path, key_path)
     if client_ca is not None:
         context.verify_mode = ssl.CERT_REQUIRED
@@ -207,11 +112,11 @@ class TlsListener(_Listener):
     """
 
     def __init__(
-        self, leaf: CertKey | None = None, *, names: Iterable[str] = ("localhost",), hang_up: bool = False
+        self, leaf: IssuedCert | None = None, *, names: Iterable[str] = ("localhost",), hang_up: bool = False
     ) -> None:
         if leaf is None:
             # An untrusted certificate: issued by a CA nobody is given.
-            leaf = make_ca("Untrusted Test CA").issue(names)
+            leaf = CertificateAuthority("Untrusted Test CA").issue(names)
         self.leaf = leaf
         self._hang_up = hang_up
         super().__init__(server_ssl_context(leaf))

@@ -30,12 +30,13 @@ import ssl
 import struct
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import bson
 from bson.int64 import Int64
 from pymongo.saslprep import saslprep
+
+from tests.support.listeners import _Listener
 
 OP_REPLY = 1
 OP_QUERY = 2004
@@ -182,7 +183,7 @@ class _Connection:
     scram: dict[int, _Scram] = field(default_factory=dict)
 
 
-class MongoWireServer:
+class MongoWireServer(_Listener):
     """See the module docstring. `commands` records (database, command name) of every command."""
 
     def __init__(
@@ -195,6 +196,7 @@ class MongoWireServer:
         tls: ssl.SSLContext | None = None,
         version: str = SERVER_VERSION,
     ) -> None:
+        super().__init__(tls)
         self.databases = databases or {}
         self.users = dict(users or {})
         self.auth_db = auth_db
@@ -202,14 +204,8 @@ class MongoWireServer:
         self.version = version
         self.commands: list[tuple[str, str]] = []
         self.sample_sizes: list[int] = []
-        self.port = 0
-        self._tls = tls
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._connections = 0
         self._request_ids = 0
-        self._handlers: dict[str, Callable[[_Connection, str, Document], Document]] = {
+        self._commands: dict[str, Callable[[_Connection, str, Document], Document]] = {
             "hello": self._hello,
             "ismaster": self._hello,
             "ping": lambda *_: {"ok": 1.0},
@@ -225,21 +221,8 @@ class MongoWireServer:
         }
 
     async def __aenter__(self) -> MongoWireServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._tls)
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        await super().__aenter__()
         return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
 
     @property
     def open_connections(self) -> int:
@@ -251,12 +234,7 @@ class MongoWireServer:
     # --- framing ---
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections += 1
-        connection = _Connection(self._connections)
-        self._writers.add(writer)
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+        connection = _Connection(self.accepted)
         try:
             while True:
                 header = await reader.readexactly(_HEADER.size)
@@ -268,13 +246,8 @@ class MongoWireServer:
                 if answer is not None:
                     writer.write(answer)
                     await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, asyncio.CancelledError):
-            pass  # the client went away, or the server is closing
-        finally:
-            self._writers.discard(writer)
-            if task is not None:
-                self._tasks.discard(task)
-            writer.transport.abort()
+        except asyncio.IncompleteReadError:
+            pass  # the client went away mid-message
 
     def _answer(self, connection: _Connection, request_id: int, opcode: int, body: bytes) -> bytes | None:
         self._request_ids += 1
@@ -292,7 +265,7 @@ class MongoWireServer:
     def _run(self, connection: _Connection, database: str, command: Document) -> Document:
         name = next(iter(command), "")
         self.commands.append((database, name))
-        handler = self._handlers.get(name.lower())
+        handler = self._commands.get(name.lower())
         try:
             if handler is None:
                 raise CommandError(59, "CommandNotFound", f"no such command: '{name}'")

@@ -15,8 +15,6 @@ The server runs as the `postgres` OS user when the tests run as root (PostgreSQL
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import pwd
 import shutil
@@ -24,94 +22,16 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import psycopg
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.pki import CertificateAuthority
 from tests.support.servers import free_port
 
 PG_BIN = Path(os.environ.get("CONNHUB_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SUPERUSER_PASSWORD = "throwaway-superuser-pw"
-
-
-# --- certificates ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IssuedCert:
-    cert_pem: str
-    key_pem: str
-
-
-class CertificateAuthority:
-    """A test CA that issues server and client certificates (EC P-256, valid for a day)."""
-
-    def __init__(self, name: str = "Connhub Test CA") -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self._cert = (
-            _builder(self._name, self._name, self._key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
-        self.cert_pem = self._cert.public_bytes(serialization.Encoding.PEM).decode()
-
-    def issue(
-        self,
-        common_name: str,
-        dns_names: Sequence[str] = (),
-        ips: Sequence[str] = (),
-        *,
-        client: bool = False,
-    ) -> IssuedCert:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-        builder = _builder(subject, self._name, key.public_key()).add_extension(
-            x509.ExtendedKeyUsage([usage]), critical=False
-        )
-        names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
-        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        if names:
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        cert = builder.sign(self._key, hashes.SHA256())
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        return IssuedCert(cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode())
-
-
-def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-    )
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -201,7 +121,7 @@ class PostgresInstance:
 
     def _write_tls_files(self) -> dict[str, str]:
         assert self.ca is not None
-        server = self.ca.issue("localhost", dns_names=["localhost"])
+        server = self.ca.issue(["localhost"])
         files = {"server.crt": server.cert_pem, "server.key": server.key_pem, "ca.crt": self.ca.cert_pem}
         for name, text in files.items():
             path = self.data / name

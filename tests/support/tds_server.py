@@ -28,7 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.listeners import CertKey, _Listener, server_ssl_context
+from tests.support.listeners import _Listener, server_ssl_context
+from tests.support.pki import IssuedCert
 
 # Packet types
 SQL_BATCH, RPC, TABULAR_RESULT, LOGIN7, PRELOGIN = 0x01, 0x03, 0x04, 0x10, 0x12
@@ -94,7 +95,7 @@ class TdsServer(_Listener):
 
     def __init__(
         self,
-        leaf: CertKey,
+        leaf: IssuedCert,
         *,
         encryption: int = ENCRYPT_ON,
         login_errors: Sequence[Message] = (),
