@@ -84,27 +84,7 @@ def tds_packet(payload: bytes, kind: int = TABULAR_RESULT) -> bytes:
 
 
 def prelogin_answer(encryption: int = ENCRYPT_NOT_SUP) -> bytes:
-    options = [(0, bytes([16, 0, 3, 232, 0, 0])), (1, bytes([encryption])), (2, b"\x00"), (3, b""), (4, b"\x00")]
-    header_size = 5 * len(options) + 1
-    header, data = b"", b""
-    for token, value in options:
-        header += struct.pack(">BHH", token, header_size + len(data), len(value))
-        data += value
-    return tds_packet(header + b"\xff" + data)
-
-
-def _b_varchar(text: str) -> bytes:
-    return bytes([len(text)]) + text.encode("utf-16-le")
-
-
-def _us_varchar(text: str) -> bytes:
-    return struct.pack("<H", len(text)) + text.encode("utf-16-le")
-
-
-def error_token(number: int, message: str, severity: int) -> bytes:
-    body = struct.pack("<iBB", number, 1, severity) + _us_varchar(message) + _b_varchar("sql1") + _b_varchar("")
-    body += struct.pack("<i", 1)  # line number
-    return b"\xaa" + struct.pack("<H", len(body)) + body
+    return tds_packet(tds_server.prelogin_answer(encryption))
 
 
 def done_with_error() -> bytes:
@@ -113,7 +93,7 @@ def done_with_error() -> bytes:
 
 def login_refused(*errors: tuple[int, str, int]) -> list[bytes]:
     """What SQL Server answers a login it refuses: PRELOGIN, then the errors and DONE."""
-    tokens = b"".join(error_token(*error) for error in errors) + done_with_error()
+    tokens = b"".join(tds_server.error_token(*error) for error in errors) + done_with_error()
     return [prelogin_answer(), tds_packet(tokens)]
 
 
@@ -123,13 +103,7 @@ NO_DATABASE = (4060, 'Cannot open database "shop" requested by the login. The lo
 
 def announced_encryption(prelogin: bytes) -> int:
     """The ENCRYPTION option of a client's PRELOGIN packet."""
-    payload, position = prelogin[8:], 0
-    while payload[position] != 0xFF:
-        token, offset, _ = struct.unpack(">BHH", payload[position : position + 5])
-        if token == 1:
-            return int(payload[offset])
-        position += 5
-    raise AssertionError("no ENCRYPTION option")
+    return tds_server.prelogin_option(prelogin[8:], 1)[0]
 
 
 # --- network failures ------------------------------------------------------------------------
