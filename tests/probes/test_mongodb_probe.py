@@ -15,13 +15,14 @@ from bson import Binary, Code, Decimal128, ObjectId, Regex, Timestamp
 from bson.int64 import Int64
 
 from connhub.domain.reports import ErrorCategory
-from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
+from connhub.probes.base import ProbeFailure, ProbeTarget, SslMaterial
 from connhub.probes.mongodb import PROBE, SAMPLE_SIZE, bson_type
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.probes.conftest import SystemResolverTripwire
 from tests.support.listeners import SilentListener, TlsListener, server_ssl_context
 from tests.support.mongo_wire import SERVER_VERSION, MongoWireServer
 from tests.support.pki import CertificateAuthority
+from tests.support.probing import context, failure_of
 from tests.support.servers import free_port
 
 PASSWORD = "s3cr3t-Pa55word!"
@@ -53,17 +54,6 @@ def target(port: int, password: str = PASSWORD, **changes: Any) -> ProbeTarget:
     }
     fields.update(changes)
     return ProbeTarget(**fields)
-
-
-def context(timeout_s: float = 5.0, address: str = "127.0.0.1") -> ProbeContext:
-    return ProbeContext(address=address, timeout_s=timeout_s)
-
-
-async def failure_of(coroutine: Any, bound_s: float = 10.0) -> ProbeFailure:
-    async with asyncio.timeout(bound_s):
-        with pytest.raises(ProbeFailure) as caught:
-            await coroutine
-    return caught.value
 
 
 def assert_no_password(failure: ProbeFailure) -> None:

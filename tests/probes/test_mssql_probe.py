@@ -16,7 +16,6 @@ the login (LOGINACK, result sets) is the subset of TDS pytds needs, not a real s
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import socket
@@ -34,12 +33,13 @@ from cryptography.x509.oid import NameOID
 
 from connhub.domain.reports import ErrorCategory
 from connhub.probes import mssql
-from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
+from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.mssql import PROBE, certificate_matches, classify, tables_from_rows
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.support import tds_server
 from tests.support.listeners import ScriptedListener, SilentListener, TlsListener
 from tests.support.pki import CertificateAuthority
+from tests.support.probing import context, failure_of
 from tests.support.servers import free_port
 from tests.support.tds_server import TdsServer
 
@@ -59,17 +59,6 @@ def target(port: int, **changes: Any) -> ProbeTarget:
     }
     fields.update(changes)
     return ProbeTarget(**fields)
-
-
-def context(timeout_s: float = 5.0) -> ProbeContext:
-    return ProbeContext(address="127.0.0.1", timeout_s=timeout_s)
-
-
-async def failure_of(coroutine: Any, bound_s: float = 10.0) -> ProbeFailure:
-    async with asyncio.timeout(bound_s):
-        with pytest.raises(ProbeFailure) as caught:
-            await coroutine
-    return caught.value
 
 
 # --- TDS bytes, as SQL Server sends them (MS-TDS) ----------------------------------------------

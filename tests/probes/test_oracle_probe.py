@@ -10,7 +10,6 @@ as the query returns them.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 import time
 from typing import Any
@@ -20,11 +19,12 @@ import pytest
 from oracledb import errors as oracle_errors
 
 from connhub.domain.reports import ErrorCategory
-from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
+from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.oracle import PROBE, classify, oracle_code, schema_owner, tables_from_rows
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.support.listeners import ScriptedListener, SilentListener, TlsListener
 from tests.support.pki import CertificateAuthority
+from tests.support.probing import context, failure_of
 from tests.support.servers import free_port
 
 PASSWORD = "tiger-Pa55word!"
@@ -42,17 +42,6 @@ def target(port: int, **changes: Any) -> ProbeTarget:
     }
     fields.update(changes)
     return ProbeTarget(**fields)
-
-
-def context(timeout_s: float = 5.0) -> ProbeContext:
-    return ProbeContext(address="127.0.0.1", timeout_s=timeout_s)
-
-
-async def failure_of(coroutine: Any, bound_s: float = 10.0) -> ProbeFailure:
-    async with asyncio.timeout(bound_s):
-        with pytest.raises(ProbeFailure) as caught:
-            await coroutine
-    return caught.value
 
 
 def tns_refuse(error: int) -> bytes:
