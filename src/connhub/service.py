@@ -28,7 +28,9 @@ from connhub.domain.connection import (
 )
 from connhub.domain.errors import (
     AlreadyAssigned,
+    IdempotencyKeyTaken,
     IdempotencyMismatch,
+    NameTaken,
     NotFound,
     PreconditionFailed,
     RateLimited,
@@ -163,7 +165,7 @@ class ConnectionService:
                 now=utc_now(),
                 idempotency=idempotency,
             )
-        except Exception:
+        except (NameTaken, IdempotencyKeyTaken):
             # A concurrent request with the same key won the race: answer as it did.
             if idempotency_key and (replay := await self._replay(tenant, idempotency_key, digest)):
                 return replay

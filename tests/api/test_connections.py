@@ -114,6 +114,30 @@ async def test_32_concurrent_creates_of_one_name_give_one_201(client: httpx.Asyn
     assert (await client.get(BASE)).json()["total"] == 1
 
 
+async def test_creates_sharing_a_transaction_each_get_their_own_answer(client: httpx.AsyncClient) -> None:
+    # 24 concurrent creates are written in a few shared transactions (group commit): 8 names, each
+    # sent three times, some with an idempotency key. Only the clashing copies may fail.
+    async def attempt(index: int) -> httpx.Response:
+        name = f"shared-{index % 8}" if index % 3 else f"SHARED-{index % 8} "
+        headers = {**PRODUCT, "X-Idempotency": f"key-{index}"} if index % 2 else PRODUCT
+        return await client.post(BASE, json=seed_body(configName=name), headers=headers)
+
+    responses = await asyncio.gather(*(attempt(i) for i in range(24)))
+    assert sorted(r.status_code for r in responses) == [201] * 8 + [409] * 16
+    created = [r.json() for r in responses if r.status_code == 201]
+    assert sorted(body["configName"].strip().lower() for body in created) == [f"shared-{i}" for i in range(8)]
+    for body in created:  # each row got its own secrets: the update opens and re-seals them
+        patched = await client.patch(f"{BASE}/{body['id']}", json={"metadata": {"checked": "yes"}})
+        assert patched.status_code == 200, patched.text
+    # A key whose create lost the name race was not kept: it can be used again with another body.
+    lost = next(i for i, r in enumerate(responses) if r.status_code == 409 and i % 2)
+    retry = await client.post(
+        BASE, json=seed_body(configName="retried"), headers={**PRODUCT, "X-Idempotency": f"key-{lost}"}
+    )
+    assert retry.status_code == 201, retry.text
+    assert (await client.get(BASE)).json()["total"] == 9
+
+
 async def test_malformed_json_non_object_and_wrong_media_type(client: httpx.AsyncClient) -> None:
     headers = {**PRODUCT, "content-type": "application/json"}
     assert_error(await client.post(BASE, content=b'{"configName": ', headers=headers), 400, "body")

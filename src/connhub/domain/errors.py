@@ -77,6 +77,12 @@ class IdempotencyMismatch(Conflict):
     title = "Idempotency key reused with another body"
 
 
+class IdempotencyKeyTaken(Conflict):
+    """A concurrent request with the same X-Idempotency key is being stored (the service replays it)."""
+
+    title = "Idempotency key in use"
+
+
 class AlreadyAssigned(Conflict):
     code = "CONN-1008"
     title = "Connection already assigned"

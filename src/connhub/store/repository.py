@@ -1,7 +1,8 @@
 """The connection repository: every query the service needs, scoped by tenant, on SQLite or PostgreSQL.
 
 Writes are single transactions whose first statement writes, so SQLite takes its write lock at once
-(and waits on `busy_timeout`) instead of failing a read-to-write upgrade. Store failures surface as
+(and waits on `busy_timeout`) instead of failing a read-to-write upgrade. Creates share transactions
+(`group_commit`). Store failures surface as
 `StoreUnavailable`; name clashes as `NameTaken`, decided by the unique index, not by a prior read.
 """
 
@@ -24,6 +25,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from connhub.domain.connection import Connection, ConnectionSpec, Engine, SslMode, SslSummary, normalized_text
 from connhub.domain.errors import NameTaken, NotFound, StoreUnavailable
 from connhub.domain.listing import Cursor, ListQuery, Page
+from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.schema import async_url
 from connhub.store.tables import connection_secrets, connections, idempotency_keys
 
@@ -76,6 +78,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
 class ConnectionRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._creates = GroupCommit(self._write)
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -130,26 +133,17 @@ class ConnectionRepository:
             "updated_at": now,
             "version": 1,
         }
-        try:
-            async with self._write() as conn:
-                number = (
-                    await conn.execute(insert(connections).returning(connections.c.number), row)
-                ).scalar_one()
-                await _insert_secrets(conn, number, sealed)
-                if idempotency:
-                    await conn.execute(
-                        insert(idempotency_keys),
-                        {
-                            "tenant": tenant,
-                            "key": idempotency.key,
-                            "request_hash": idempotency.request_hash,
-                            "status": 201,
-                            "response": {"connectionId": str(idempotency.connection_id)},
-                            "created_at": now,
-                        },
-                    )
-        except IntegrityError:
-            raise NameTaken(f"a connection named {spec.config_name!r} already exists") from None
+        keyed = None
+        if idempotency:
+            keyed = {
+                "tenant": tenant,
+                "key": idempotency.key,
+                "request_hash": idempotency.request_hash,
+                "status": 201,
+                "response": {"connectionId": str(idempotency.connection_id)},
+                "created_at": now,
+            }
+        number = await self._creates.add(NewConnection(row, _secret_rows(sealed), keyed))
         return _to_connection({**row, "number": number, "deleted_at": None})
 
     async def find_idempotent(self, tenant: str, key: str) -> IdempotencyRecord | None:
@@ -433,14 +427,16 @@ def _spec_columns(spec: ConnectionSpec, masked_uri: str | None) -> dict[str, Any
     }
 
 
+def _secret_rows(sealed: Sealed) -> list[dict[str, Any]]:
+    return [
+        {"field": field, "key_id": key_id, "ciphertext": ciphertext} for field, (key_id, ciphertext) in sealed.items()
+    ]
+
+
 async def _insert_secrets(conn: AsyncConnection, number: int, sealed: Sealed) -> None:
     if sealed:
         await conn.execute(
-            insert(connection_secrets),
-            [
-                {"connection_number": number, "field": field, "key_id": key_id, "ciphertext": ciphertext}
-                for field, (key_id, ciphertext) in sealed.items()
-            ],
+            insert(connection_secrets), [{**row, "connection_number": number} for row in _secret_rows(sealed)]
         )
 
 

@@ -1,0 +1,159 @@
+"""Group commit: creates that arrive together are written in one transaction.
+
+One transaction per create costs BEGIN, three statements and COMMIT: five round trips to
+PostgreSQL (or five hops to SQLite's thread, behind its single write lock). Under load that is
+most of a create's cost. Here each create joins a queue, and one task writes whatever has queued
+in a single transaction of three multi-row statements, then answers every request with its own
+outcome: its row number, or the name (or idempotency key) clash that only it hit.
+
+No delay is added to gather a batch: a batch is whatever arrived while the previous one was being
+written, so a lone create is written at once and a busy server writes fewer, larger batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Insert, Table, delete, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from connhub.domain.errors import IdempotencyKeyTaken, NameTaken, StoreUnavailable
+from connhub.store.tables import connection_secrets, connections, idempotency_keys
+
+MAX_BATCH = 256  # rows per transaction: bounds one statement's size and one batch's latency
+
+
+@dataclass
+class NewConnection:
+    """One create waiting for its transaction."""
+
+    row: dict[str, Any]  # the connections row, without its number (the store assigns it)
+    secrets: list[dict[str, Any]]  # connection_secrets rows, without connection_number
+    idempotency: dict[str, Any] | None  # the idempotency_keys row, when the request carried a key
+    answer: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def id(self) -> UUID:
+        connection_id: UUID = self.row["id"]
+        return connection_id
+
+    def resolve(self, outcome: int | Exception) -> None:
+        if self.answer.done():  # the request went away (cancelled); its row is written all the same
+            return
+        if isinstance(outcome, Exception):
+            self.answer.set_exception(outcome)
+        else:
+            self.answer.set_result(outcome)
+
+
+Transaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+
+
+class GroupCommit:
+    """Writes queued creates, batch after batch, through `transaction` (one at a time per process)."""
+
+    def __init__(self, transaction: Transaction, max_batch: int = MAX_BATCH) -> None:
+        self._transaction = transaction
+        self._max_batch = max_batch
+        self._queue: list[NewConnection] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def add(self, new: NewConnection) -> int:
+        """The stored row's number, once the transaction holding it has committed."""
+        self._queue.append(new)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        return await new.answer
+
+    async def _drain(self) -> None:
+        batch: list[NewConnection] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                await self._write(batch)
+            batch = []
+        finally:
+            self._writer = None
+            # Cancelled (the server is stopping): nobody may wait forever for an answer.
+            left, self._queue = batch + self._queue, []
+            for new in left:
+                new.resolve(StoreUnavailable("the connection store is shutting down"))
+
+    async def _write(self, batch: list[NewConnection]) -> None:
+        try:
+            async with self._transaction() as conn:
+                outcomes = await _insert_batch(conn, batch)
+        except StoreUnavailable as outage:
+            for new in batch:
+                new.resolve(StoreUnavailable(outage.message))
+            return
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].resolve(error)
+                return
+            # Something unexpected failed the whole batch: write each alone, so only the create at
+            # fault gets the error and the others are stored as they would have been.
+            for new in batch:
+                await self._write([new])
+            return
+        for new in batch:
+            new.resolve(outcomes[new.id])
+
+
+async def _insert_batch(conn: AsyncConnection, batch: list[NewConnection]) -> dict[UUID, int | Exception]:
+    """Insert `batch`; a row whose name or idempotency key is taken is skipped, not fatal to the rest."""
+    dialect = conn.dialect.name
+    outcomes: dict[UUID, int | Exception] = {}
+    keyed = [new for new in batch if new.idempotency is not None]
+    if keyed:
+        stored = await conn.execute(
+            _insert_skipping_clashes(dialect, idempotency_keys).returning(idempotency_keys.c.response),
+            [new.idempotency for new in keyed if new.idempotency is not None],
+        )
+        kept = {response["connectionId"] for (response,) in stored}
+        for new in keyed:
+            if str(new.id) not in kept:
+                outcomes[new.id] = IdempotencyKeyTaken("a request with this X-Idempotency key is being stored")
+    pending = [new for new in batch if new.id not in outcomes]
+    numbers: dict[UUID, int] = {}
+    if pending:
+        inserted = await conn.execute(
+            _insert_skipping_clashes(dialect, connections).returning(connections.c.id, connections.c.number),
+            [new.row for new in pending],
+        )
+        numbers = {connection_id: number for connection_id, number in inserted}
+    for new in pending:
+        if new.id in numbers:
+            outcomes[new.id] = numbers[new.id]
+            continue
+        outcomes[new.id] = NameTaken(f"a connection named {new.row['config_name']!r} already exists")
+        if new.idempotency is not None:  # its key must stay free for a retry with another name
+            await conn.execute(
+                delete(idempotency_keys).where(
+                    idempotency_keys.c.tenant == new.idempotency["tenant"],
+                    idempotency_keys.c.key == new.idempotency["key"],
+                )
+            )
+    secrets = [
+        {**secret, "connection_number": numbers[new.id]}
+        for new in pending
+        if new.id in numbers
+        for secret in new.secrets
+    ]
+    if secrets:
+        # RETURNING makes SQLAlchemy send one multi-row INSERT rather than one statement per row.
+        await conn.execute(insert(connection_secrets).returning(connection_secrets.c.field), secrets)
+    return outcomes
+
+
+def _insert_skipping_clashes(dialect: str, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING: a row that breaks a unique index is left out, not an error."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
