@@ -145,7 +145,7 @@ async def _rotate(settings: Settings, batch_size: int) -> int:
     try:
         result = await hub.service.rotate_keys(batch_size)
     finally:
-        await hub.repository.engine.dispose()
+        await hub.repository.close()
     print(f"active key: {result.active_key_id}")
     if not result.resealed and not result.unreadable:
         print("every secret is already under the active key")

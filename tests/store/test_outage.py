@@ -21,14 +21,16 @@ async def test_postgres_outage_is_503_then_recovers(
     await proxy.start()
     url = make_url(pg_store_url).set(port=proxy.port).render_as_string(hide_password=False)
     async with client_for(make_settings(url)) as http:
-        assert (
-            await http.post(BASE, json=seed_body(configName="before"), headers=PRODUCT)
-        ).status_code == 201
+        before = await http.post(BASE, json=seed_body(configName="before"), headers=PRODUCT)
+        assert before.status_code == 201
+        one = f"{BASE}/{before.json()['id']}"
+        assert (await http.get(one)).status_code == 200  # a get by id has its own (prepared) sessions
         await proxy.stop()
         started = time.monotonic()
         for request in (
             http.post(BASE, json=seed_body(configName="during"), headers=PRODUCT),
             http.get(BASE),
+            http.get(one),
             http.get("/readyz"),
         ):
             response = await request
@@ -39,6 +41,7 @@ async def test_postgres_outage_is_503_then_recovers(
         await proxy.start()
         recovered = await http.post(BASE, json=seed_body(configName="after"), headers=PRODUCT)
         assert recovered.status_code == 201, recovered.text
+        assert (await http.get(one)).status_code == 200
         names = {item["configName"] for item in (await http.get(BASE)).json()["items"]}
         assert {"before", "after"} <= names and "during" not in names
         assert (await http.get("/readyz")).status_code == 200

@@ -21,7 +21,7 @@ from connhub.probes.guard import parse_cidrs, parse_dns_servers
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from connhub.secrets import KeyRing, development_key_ring
 from connhub.service import ConnectionService
-from connhub.store.repository import ConnectionRepository, create_store_engine
+from connhub.store.repository import ConnectionRepository
 
 log = logging.getLogger("connhub")
 
@@ -35,7 +35,7 @@ def load_key_ring(settings: Settings) -> KeyRing:
 
 
 def build_hub(settings: Settings) -> Hub:
-    repository = ConnectionRepository(create_store_engine(settings.database_url, settings.store_pool_size))
+    repository = ConnectionRepository.open(settings.database_url, settings.store_pool_size)
     key_ring = load_key_ring(settings)
     policy = ProbePolicy(
         timeout_s=settings.probe_timeout_s,
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        await hub.repository.engine.dispose()
+        await hub.repository.close()
 
     app = FastAPI(
         title="Connhub",
