@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Insert, Table, delete, insert
+import orjson
+from sqlalchemy import JSON, Column, Insert, Table, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from connhub.domain.errors import IdempotencyKeyTaken, NameTaken, StoreUnavailable
-from connhub.store.tables import connection_secrets, connections, idempotency_keys
+from connhub.store.tables import UtcDateTime, connection_secrets, connections, idempotency_keys
 
 MAX_BATCH = 256  # rows per transaction: bounds one statement's size and one batch's latency
 
@@ -121,13 +122,7 @@ async def _insert_batch(conn: AsyncConnection, batch: list[NewConnection]) -> di
             if str(new.id) not in kept:
                 outcomes[new.id] = IdempotencyKeyTaken("a request with this X-Idempotency key is being stored")
     pending = [new for new in batch if new.id not in outcomes]
-    numbers: dict[UUID, int] = {}
-    if pending:
-        inserted = await conn.execute(
-            _insert_skipping_clashes(dialect, connections).returning(connections.c.id, connections.c.number),
-            [new.row for new in pending],
-        )
-        numbers = {connection_id: number for connection_id, number in inserted}
+    numbers = await _insert_connections(conn, pending) if pending else {}
     for new in pending:
         if new.id in numbers:
             outcomes[new.id] = numbers[new.id]
@@ -140,6 +135,18 @@ async def _insert_batch(conn: AsyncConnection, batch: list[NewConnection]) -> di
                     idempotency_keys.c.key == new.idempotency["key"],
                 )
             )
+    return outcomes
+
+
+async def _insert_connections(conn: AsyncConnection, pending: list[NewConnection]) -> dict[UUID, int]:
+    """Insert the rows and their secrets, skipping rows whose name is taken; id -> number of those stored."""
+    if conn.dialect.name == "postgresql":
+        return await _insert_connections_postgres(conn, pending)
+    inserted = await conn.execute(
+        _insert_skipping_clashes(conn.dialect.name, connections).returning(connections.c.id, connections.c.number),
+        [new.row for new in pending],
+    )
+    numbers: dict[UUID, int] = {connection_id: number for connection_id, number in inserted}
     secrets = [
         {**secret, "connection_number": numbers[new.id]}
         for new in pending
@@ -149,7 +156,7 @@ async def _insert_batch(conn: AsyncConnection, batch: list[NewConnection]) -> di
     if secrets:
         # RETURNING makes SQLAlchemy send one multi-row INSERT rather than one statement per row.
         await conn.execute(insert(connection_secrets).returning(connection_secrets.c.field), secrets)
-    return outcomes
+    return numbers
 
 
 def _insert_skipping_clashes(dialect: str, table: Table) -> Insert:
@@ -157,3 +164,60 @@ def _insert_skipping_clashes(dialect: str, table: Table) -> Insert:
     if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+# -- PostgreSQL: the whole batch as one statement of arrays -------------------------------------
+#
+# A multi-row VALUES list is a different, long SQL text for every batch size: psycopg parses it
+# anew each time (its statement cache stops at 4 KiB) and nothing can be prepared. On PostgreSQL the
+# batch goes instead as one array per column through unnest(): one constant statement, prepared
+# once per session, that inserts the rows and their secrets together.
+
+_ROW_COLUMNS = [column for column in connections.c if column.name != "number"]
+_SECRET_COLUMNS = ("field", "key_id", "ciphertext")
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _array_of(column: Column[Any]) -> str:
+    return f"%({column.name})s::{column.type.compile(dialect=_PG)}[]"
+
+
+_INSERT_BATCH_POSTGRES = f"""
+WITH stored AS (
+    INSERT INTO connections ({", ".join(column.name for column in _ROW_COLUMNS)})
+    SELECT * FROM unnest({", ".join(_array_of(column) for column in _ROW_COLUMNS)})
+    ON CONFLICT DO NOTHING
+    RETURNING id, number
+), sealed AS (
+    INSERT INTO connection_secrets (connection_number, {", ".join(_SECRET_COLUMNS)})
+    SELECT stored.number, {", ".join(f"secret.{name}" for name in _SECRET_COLUMNS)}
+    FROM unnest(%(secret_owner)s::UUID[], {", ".join(
+        _array_of(connection_secrets.c[name]).replace("%(", "%(secret_") for name in _SECRET_COLUMNS
+    )}) AS secret(owner, {", ".join(_SECRET_COLUMNS)})
+    JOIN stored ON stored.id = secret.owner
+)
+SELECT id, number FROM stored
+"""
+
+
+async def _insert_connections_postgres(conn: AsyncConnection, pending: list[NewConnection]) -> dict[UUID, int]:
+    params: dict[str, list[Any]] = {
+        column.name: [_bound(column, new.row.get(column.name)) for new in pending] for column in _ROW_COLUMNS
+    }
+    secrets = [(new.id, secret) for new in pending for secret in new.secrets]
+    params["secret_owner"] = [owner for owner, _ in secrets]
+    for name in _SECRET_COLUMNS:
+        params[f"secret_{name}"] = [secret[name] for _, secret in secrets]
+    stored = await conn.exec_driver_sql(_INSERT_BATCH_POSTGRES, params)
+    return {row._mapping["id"]: row._mapping["number"] for row in stored}
+
+
+def _bound(column: Column[Any], value: Any) -> Any:
+    """`value` as the array element PostgreSQL expects: JSON as text, timestamps as naive UTC."""
+    if value is None:
+        return None
+    if isinstance(column.type, JSON):
+        return orjson.dumps(value).decode()
+    if isinstance(column.type, UtcDateTime):
+        return column.type.process_bind_param(value, _PG)
+    return value
