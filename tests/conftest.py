@@ -90,7 +90,7 @@ def make_settings(tmp_path: Path, encryption_keys: str) -> Callable[..., Setting
 
 @asynccontextmanager
 async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client talking to a fresh app in process; the app's store pool is closed after."""
+    """An HTTP client talking to a fresh app in process; the app's store pools are closed after."""
     app = create_app(settings)
     try:
         async with httpx.AsyncClient(
@@ -98,7 +98,7 @@ async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         ) as http:
             yield http
     finally:
-        await app.state.hub.repository.engine.dispose()
+        await app.state.hub.repository.close()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -11,7 +12,8 @@ from uuid import UUID
 import httpx
 import pytest
 
-from tests.conftest import CANARY_PASSWORD, PRODUCT, seed_body
+from connhub.config import Settings
+from tests.conftest import CANARY_PASSWORD, PRODUCT, client_for, seed_body
 from tests.support.pki import self_signed
 
 BASE = "/v1/management/connections"
@@ -188,6 +190,22 @@ async def test_list_pages_and_totals(client: httpx.AsyncClient) -> None:
     page = (await client.get(BASE, params={"limit": 2, "page": 2})).json()
     assert (page["page"], page["limit"], page["total"]) == (2, 2, 5)
     assert [item["configName"] for item in page["items"]] == ["conn-2", "conn-1"]
+
+
+async def test_totals_follow_every_write_at_once_and_other_processes_within_two_seconds(
+    store_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    async with client_for(make_settings(store_url)) as mine, client_for(make_settings(store_url)) as other:
+        first = await create(mine, configName="first")
+        assert (await mine.get(BASE)).json()["total"] == 1
+        await create(mine, configName="second")
+        assert (await mine.get(BASE, params={"limit": 1})).json()["total"] == 2  # own write: at once
+        assert (await mine.delete(f"{BASE}/{first['id']}")).status_code == 204
+        assert (await mine.get(BASE)).json()["total"] == 1
+        await create(other, configName="third")  # another process (worker, instance) on the same store
+        await asyncio.sleep(2.1)
+        assert (await mine.get(BASE)).json()["total"] == 2
+        assert (await mine.get(BASE, params={"configName": "third"})).json()["total"] == 1
 
 
 async def test_keyset_cursor_walks_every_record_once(client: httpx.AsyncClient) -> None:
