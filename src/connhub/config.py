@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     tests_per_minute: int = Field(10, ge=1)
     data_dir: Path = Path("./.connhub")
     log_level: str = "INFO"
-    store_pool_size: int = Field(20, ge=1)  # at most this many store sessions per worker, all pools together
+    store_pool_size: int = Field(20, ge=1)  # at most this many store sessions per worker
 
     @field_validator("database_url")
     @classmethod

@@ -1,21 +1,16 @@
-"""Group commit: creates that arrive together are written in one transaction.
+"""Group commit: creates that arrive together are written in one transaction (see `batching`).
 
 One transaction per create costs BEGIN, three statements and COMMIT: five round trips to
-PostgreSQL (or five hops to SQLite's thread, behind its single write lock). Under load that is
-most of a create's cost. Here each create joins a queue, and one task writes whatever has queued
-in a single transaction of three multi-row statements, then answers every request with its own
-outcome: its row number, or the name (or idempotency key) clash that only it hit.
-
-No delay is added to gather a batch: a batch is whatever arrived while the previous one was being
-written, so a lone create is written at once and a busy server writes fewer, larger batches.
+PostgreSQL (or five hops to SQLite's thread, behind its single write lock). Here a batch of creates
+is one transaction of multi-row statements, and each request gets its own outcome: its row number,
+or the name (or idempotency key) clash that only it hit.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -24,87 +19,45 @@ from sqlalchemy import JSON, Column, Insert, Table, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from connhub.domain.errors import IdempotencyKeyTaken, NameTaken, StoreUnavailable
+from connhub.domain.errors import IdempotencyKeyTaken, NameTaken
+from connhub.store.batching import Batcher
 from connhub.store.tables import UtcDateTime, connection_secrets, connections, idempotency_keys
 
 MAX_BATCH = 256  # rows per transaction: bounds one statement's size and one batch's latency
 
 
-@dataclass
+@dataclass(frozen=True)
 class NewConnection:
     """One create waiting for its transaction."""
 
     row: dict[str, Any]  # the connections row, without its number (the store assigns it)
     secrets: list[dict[str, Any]]  # connection_secrets rows, without connection_number
     idempotency: dict[str, Any] | None  # the idempotency_keys row, when the request carried a key
-    answer: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @property
     def id(self) -> UUID:
         connection_id: UUID = self.row["id"]
         return connection_id
 
-    def resolve(self, outcome: int | Exception) -> None:
-        if self.answer.done():  # the request went away (cancelled); its row is written all the same
-            return
-        if isinstance(outcome, Exception):
-            self.answer.set_exception(outcome)
-        else:
-            self.answer.set_result(outcome)
-
 
 Transaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 
 class GroupCommit:
-    """Writes queued creates, batch after batch, through `transaction` (one at a time per process)."""
+    """Writes queued creates, batch after batch, one transaction at a time per process."""
 
     def __init__(self, transaction: Transaction, max_batch: int = MAX_BATCH) -> None:
         self._transaction = transaction
-        self._max_batch = max_batch
-        self._queue: list[NewConnection] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._batches: Batcher[NewConnection, int] = Batcher(self._write, max_batch=max_batch, split_on_error=True)
 
     async def add(self, new: NewConnection) -> int:
         """The stored row's number, once the transaction holding it has committed."""
-        self._queue.append(new)
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
-        return await new.answer
+        return await self._batches.submit(new)
 
-    async def _drain(self) -> None:
-        batch: list[NewConnection] = []
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-                await self._write(batch)
-            batch = []
-        finally:
-            self._writer = None
-            # Cancelled (the server is stopping): nobody may wait forever for an answer.
-            left, self._queue = batch + self._queue, []
-            for new in left:
-                new.resolve(StoreUnavailable("the connection store is shutting down"))
-
-    async def _write(self, batch: list[NewConnection]) -> None:
-        try:
-            async with self._transaction() as conn:
-                outcomes = await _insert_batch(conn, batch)
-        except StoreUnavailable as outage:
-            for new in batch:
-                new.resolve(StoreUnavailable(outage.message))
-            return
-        except Exception as error:
-            if len(batch) == 1:
-                batch[0].resolve(error)
-                return
-            # Something unexpected failed the whole batch: write each alone, so only the create at
-            # fault gets the error and the others are stored as they would have been.
-            for new in batch:
-                await self._write([new])
-            return
-        for new in batch:
-            new.resolve(outcomes[new.id])
+    async def _write(self, batch: list[NewConnection]) -> list[int | Exception]:
+        async with self._transaction() as conn:
+            outcomes = await _insert_batch(conn, batch)
+        return [outcomes[new.id] for new in batch]
 
 
 async def _insert_batch(conn: AsyncConnection, batch: list[NewConnection]) -> dict[UUID, int | Exception]:

@@ -27,12 +27,14 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from connhub.domain.connection import Connection, ConnectionSpec, Engine, SslMode, SslSummary, normalized_text
 from connhub.domain.errors import NameTaken, NotFound, StoreUnavailable
 from connhub.domain.listing import Cursor, ListQuery, Page
+from connhub.store.batching import Batcher
 from connhub.store.group_commit import GroupCommit, NewConnection
-from connhub.store.prepared import PreparedReads, compiled
 from connhub.store.schema import async_url
 from connhub.store.tables import connection_secrets, connections, idempotency_keys
 
 Sealed = Mapping[str, tuple[str, bytes]]  # field -> (key id, ciphertext)
+GET_BATCH = 128  # ids per SELECT
+GET_BATCHES_IN_FLIGHT = 4  # SELECTs at once: a slow one does not hold every other get behind it
 
 
 @dataclass(frozen=True)
@@ -147,27 +149,21 @@ class ListTotals:
 
 
 class ConnectionRepository:
-    def __init__(self, engine: AsyncEngine, prepared: PreparedReads | None = None) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._prepared = prepared
         self._creates = GroupCommit(self._write)
+        # Gets by id that arrive together are one SELECT ... WHERE id IN (...) (see `batching`).
+        self._gets: Batcher[tuple[str, UUID], Connection | None] = Batcher(
+            self._get_batch, max_batch=GET_BATCH, max_in_flight=GET_BATCHES_IN_FLIGHT
+        )
         self._totals = ListTotals()
 
     @classmethod
     def open(cls, url: str, pool_size: int = 20) -> ConnectionRepository:
-        """The repository of the store at `url`, keeping at most `pool_size` sessions in all.
-
-        On PostgreSQL a quarter of them run gets by id as prepared statements: a get holds its
-        session for one round trip, so a few serve hundreds of concurrent readers.
-        """
-        if not async_url(url).startswith("postgresql") or pool_size < 2:
-            return cls(create_store_engine(url, pool_size))
-        readers = max(1, pool_size // 4)
-        return cls(create_store_engine(url, pool_size - readers), PreparedReads(url, readers))
+        """The repository of the store at `url`, keeping at most `pool_size` sessions."""
+        return cls(create_store_engine(url, pool_size))
 
     async def close(self) -> None:
-        if self._prepared is not None:
-            await self._prepared.close()
         await self.engine.dispose()
 
     # -- transactions -------------------------------------------------------------------------
@@ -253,17 +249,21 @@ class ConnectionRepository:
     # -- read ---------------------------------------------------------------------------------
 
     async def get(self, tenant: str, connection_id: UUID) -> Connection:
-        key = {"tenant": tenant, "key": connection_id}
-        row: Mapping[Any, Any] | None
-        if self._prepared is not None:
-            row = await self._prepared.one(_LIVE_BY_ID_SQL, key)
-        else:
-            async with self._read() as conn:
-                found = (await conn.execute(_LIVE_BY_ID, key)).first()
-            row = None if found is None else found._mapping
-        if row is None:
+        found = await self._gets.submit((tenant, connection_id))
+        if found is None:
             raise NotFound("connection not found")
-        return _to_connection(row)
+        return found
+
+    async def _get_batch(self, keys: list[tuple[str, UUID]]) -> list[Connection | Exception | None]:
+        wanted = {"tenants": sorted({tenant for tenant, _ in keys}), "ids": sorted({key for _, key in keys})}
+        async with self._read() as conn:
+            rows = {row.id: row for row in await conn.execute(_LIVE_BY_IDS, wanted)}
+        found: list[Connection | Exception | None] = []
+        for tenant, connection_id in keys:
+            row = rows.get(connection_id)
+            # The tenant is checked per request: a batch may hold several tenants' gets.
+            found.append(_to_connection(row._mapping) if row is not None and row.tenant == tenant else None)
+        return found
 
     async def get_by_number(self, tenant: str, number: int) -> Connection:
         return await self._one(tenant, connections.c.number == number)
@@ -439,12 +439,11 @@ class ConnectionRepository:
 # -- query building -------------------------------------------------------------------------
 
 
-_LIVE_BY_ID = select(connections).where(
-    connections.c.tenant == bindparam("tenant"),
+_LIVE_BY_IDS = select(connections).where(
+    connections.c.tenant.in_(bindparam("tenants", expanding=True)),
     connections.c.deleted_at.is_(None),
-    connections.c.id == bindparam("key"),
+    connections.c.id.in_(bindparam("ids", expanding=True)),
 )
-_LIVE_BY_ID_SQL = compiled(_LIVE_BY_ID)
 
 
 def _live(tenant: str) -> Select[Any]:
