@@ -161,7 +161,7 @@ class ConnectionService:
                 product_name=product_name,
                 spec=spec,
                 masked_uri=_masked_uri(spec),
-                sealed=self._seal(tenant, connection_id, spec),
+                sealed=self._seal(tenant, connection_id, spec.secrets()),
                 now=utc_now(),
                 idempotency=idempotency,
             )
@@ -211,12 +211,22 @@ class ConnectionService:
         Optimistic: the row is rewritten only if it is still the version read. With If-Match a
         lost race is a 412; without, the patch is re-applied to the newer version.
         """
+        replaced = frozenset(_replaced_secrets(patch))
         for _ in range(UPDATE_RETRIES):
             _check_etag(connection, if_match)
-            current = await self._open_fields(connection, patch)
-            spec = validate_spec(apply_patch(current, patch))
+            opened, stored = await self._open_secrets(connection, replaced)
+            spec = validate_spec(apply_patch(_fields_of(connection, opened), patch))
+            # Only secrets whose value changed are sealed and written again: a metadata patch
+            # leaves every stored ciphertext (still bound to this tenant, record and field) alone.
+            secrets = spec.secrets()
+            changed = {field: value for field, value in secrets.items() if opened.get(field) != value}
             updated = await self.repository.replace(
-                connection, spec, _masked_uri(spec), self._seal(tenant, connection.id, spec), utc_now()
+                connection,
+                spec,
+                _masked_uri(spec),
+                self._seal(tenant, connection.id, changed),
+                (stored - secrets.keys()) | changed.keys(),
+                utc_now(),
             )
             if updated is not None:
                 self.schema_cache.drop(connection.id)
@@ -318,18 +328,20 @@ class ConnectionService:
 
     # -- secrets ------------------------------------------------------------------------------
 
-    def _seal(self, tenant: str, connection_id: UUID, spec: ConnectionSpec) -> Sealed:
+    def _seal(self, tenant: str, connection_id: UUID, secrets: Mapping[str, str]) -> Sealed:
         sealed = {}
-        for field, plaintext in spec.secrets().items():
+        for field, plaintext in secrets.items():
             blob = self.key_ring.seal(plaintext, Binding(tenant, str(connection_id), field))
             sealed[field] = (key_id_of(blob), blob)
         return sealed
 
     async def _open_secrets(
         self, connection: Connection, skip: frozenset[str] = frozenset()
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], frozenset[str]]:
+        """The stored secrets opened (but those in `skip`), and the names of all stored."""
+        stored = await self.repository.secrets(connection)
         opened: dict[str, str] = {}
-        for field, blob in (await self.repository.secrets(connection)).items():
+        for field, blob in stored.items():
             if field in skip:
                 continue
             try:
@@ -340,38 +352,36 @@ class ConnectionService:
                 raise SecretsUnavailable(
                     f"a stored secret ({field}) is sealed under key {error.key_id!r}, which is not loaded"
                 ) from None
-        return opened
-
-    async def _open_fields(
-        self, connection: Connection, patch: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """The stored connection as canonical fields, secrets opened (those `patch` replaces are skipped)."""
-        replaced = frozenset(_replaced_secrets(patch or {}))
-        secrets = await self._open_secrets(connection, replaced)
-        fields: dict[str, Any] = {
-            "configName": connection.config_name,
-            "type": connection.engine.value,
-            "host": connection.host,
-            "port": connection.port,
-            "databaseName": connection.database_name,
-            "userName": connection.user_name,
-            "password": secrets.get("password"),
-            "schema": connection.schema,
-            "metadata": connection.metadata,
-            "options": connection.options or None,
-            "subType": connection.sub_type,
-            "connectionString": secrets.get("connectionString"),
-        }
-        if connection.ssl is not None:
-            fields["ssl"] = {
-                "mode": connection.ssl.mode.value,
-                **{name: secrets.get(f"ssl.{name}") for name in ("ca", "cert", "key")},
-            }
-            fields["ssl"] = {name: value for name, value in fields["ssl"].items() if value is not None}
-        return {name: value for name, value in fields.items() if value is not None}
+        return opened, frozenset(stored)
 
     async def _open_spec(self, connection: Connection) -> ConnectionSpec:
-        return validate_spec(await self._open_fields(connection))
+        opened, _ = await self._open_secrets(connection)
+        return validate_spec(_fields_of(connection, opened))
+
+
+def _fields_of(connection: Connection, secrets: Mapping[str, str]) -> dict[str, Any]:
+    """The stored connection as canonical fields, with its opened `secrets`."""
+    fields: dict[str, Any] = {
+        "configName": connection.config_name,
+        "type": connection.engine.value,
+        "host": connection.host,
+        "port": connection.port,
+        "databaseName": connection.database_name,
+        "userName": connection.user_name,
+        "password": secrets.get("password"),
+        "schema": connection.schema,
+        "metadata": connection.metadata,
+        "options": connection.options or None,
+        "subType": connection.sub_type,
+        "connectionString": secrets.get("connectionString"),
+    }
+    if connection.ssl is not None:
+        fields["ssl"] = {
+            "mode": connection.ssl.mode.value,
+            **{name: secrets.get(f"ssl.{name}") for name in ("ca", "cert", "key")},
+        }
+        fields["ssl"] = {name: value for name, value in fields["ssl"].items() if value is not None}
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _replaced_secrets(patch: Mapping[str, Any]) -> set[str]:

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from connhub.config import Settings
-from connhub.secrets import new_key_entry
+from connhub.secrets import Binding, KeyRing, new_key_entry
 from connhub.store.schema import sync_url
 from tests.conftest import CANARY_PASSWORD, PRODUCT, client_for, seed_body
 from tests.support.pki import self_signed
@@ -111,6 +111,41 @@ async def test_a_ciphertext_moved_to_another_record_fails_to_decrypt(
         assert (await http.get(f"{BASE}/{second['id']}")).status_code == 200
         first_report = (await http.post(f"{BASE}/{first['id']}/test")).json()
         assert first_report["error"]["category"] != "DECRYPT_FAILED"
+
+
+def stored_secrets(store_url: str, config_name: str) -> dict[str, bytes]:
+    engine = create_engine(sync_url(store_url))
+    with engine.begin() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT s.field, s.ciphertext FROM connection_secrets s"
+                " JOIN connections c ON c.number = s.connection_number WHERE c.config_name = :name"
+            ),
+            {"name": config_name},
+        ).all()
+    engine.dispose()
+    return {field: bytes(ciphertext) for field, ciphertext in rows}
+
+
+async def test_a_patch_rewrites_only_the_secrets_it_changes(
+    store_url: str, make_settings: Callable[..., Settings], encryption_keys: str
+) -> None:
+    ring = KeyRing.parse(encryption_keys)
+    async with client_for(make_settings(store_url)) as http:
+        created = (await http.post(BASE, json=local_body(configName="patched"), headers=PRODUCT)).json()
+        url, cid = f"{BASE}/{created['id']}", created["id"]
+        first = stored_secrets(store_url, "patched")
+        assert set(first) == {"password", "ssl.ca", "ssl.cert", "ssl.key"}
+        assert (await http.patch(url, json={"metadata": {"team": "b"}})).status_code == 200
+        assert stored_secrets(store_url, "patched") == first  # the same ciphertexts, byte for byte
+        assert (await http.patch(url, json={"password": "a new one"})).status_code == 200
+        second = stored_secrets(store_url, "patched")
+        assert {f for f in first if first[f] != second[f]} == {"password"}
+        assert ring.open(second["password"], Binding("default", cid, "password")) == "a new one"
+        assert (await http.patch(url, json={"ssl": None})).status_code == 200
+        assert set(stored_secrets(store_url, "patched")) == {"password"}
+        body = (await http.get(url)).json()
+        assert "ssl" not in body and body["metadata"] == {"team": "b"}
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -326,24 +327,27 @@ class ConnectionRepository:
         spec: ConnectionSpec,
         masked_uri: str | None,
         sealed: Sealed,
+        dropped: AbstractSet[str],
         now: datetime,
     ) -> Connection | None:
-        """Store `spec` over `current` if nobody changed it since it was read; None when someone did."""
-        values = {**_spec_columns(spec, masked_uri), "updated_at": now, "version": current.version + 1}
+        """Store `spec` over `current` if nobody changed it since it was read; None when someone did.
+
+        Secrets: the fields in `dropped` are deleted, then `sealed` inserted; the others are kept.
+        """
+        values = {
+            **_spec_columns(spec, masked_uri),
+            "updated_at": now,
+            "version": current.version + 1,
+            "at_number": current.number,
+            "at_version": current.version,
+        }
         try:
             async with self._write() as conn:
-                changed = await conn.execute(
-                    update(connections)
-                    .where(*_same_version(current))
-                    .values(values)
-                    .returning(*connections.c)
-                )
-                row = changed.first()
+                row = (await conn.execute(_REPLACE_IF_UNCHANGED, values)).first()
                 if row is None:
                     return None
-                await conn.execute(
-                    delete(connection_secrets).where(connection_secrets.c.connection_number == current.number)
-                )
+                if dropped:
+                    await conn.execute(_DROP_SECRETS, {"number": current.number, "fields": sorted(dropped)})
                 await _insert_secrets(conn, current.number, sealed)
         except IntegrityError:
             raise NameTaken(f"a connection named {spec.config_name!r} already exists") from None
@@ -439,6 +443,20 @@ class ConnectionRepository:
 # -- query building -------------------------------------------------------------------------
 
 
+# SET comes from the parameters' column names (the same set every time: one cached statement).
+_REPLACE_IF_UNCHANGED = (
+    update(connections)
+    .where(
+        connections.c.number == bindparam("at_number"),
+        connections.c.version == bindparam("at_version"),
+        connections.c.deleted_at.is_(None),
+    )
+    .returning(*connections.c)
+)
+_DROP_SECRETS = delete(connection_secrets).where(
+    connection_secrets.c.connection_number == bindparam("number"),
+    connection_secrets.c.field.in_(bindparam("fields", expanding=True)),
+)
 _LIVE_BY_IDS = select(connections).where(
     connections.c.tenant.in_(bindparam("tenants", expanding=True)),
     connections.c.deleted_at.is_(None),
