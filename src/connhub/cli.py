@@ -68,14 +68,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from connhub.store.schema import migrate as apply_migrations
-
     settings = _settings(args)
     problems = settings.production_problems()
     if problems:
         raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
     if settings.database_url.startswith("sqlite"):
-        apply_migrations(settings.database_url)
+        _migrate_in_child(settings)
     print(f"connhub {__version__} listening on http://{settings.host}:{settings.port}")
     print(f"store: {_redacted(settings.database_url)}")
     for warning in settings.development_warnings():
@@ -93,6 +91,19 @@ def serve(args: argparse.Namespace) -> int:
         http=_http_protocol(),
     )
     return 0
+
+
+def _migrate_in_child(settings: Settings) -> None:
+    """`connhub migrate` in a child process: Alembic (~11 MB) never loads into the serving process."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "CONNHUB_DATABASE_URL": settings.database_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "connhub.cli", "migrate"], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise ConfigurationError(f"the store could not be migrated:\n{done.stderr.strip()}")
 
 
 def _http_protocol() -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from collections.abc import Set as AbstractSet
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from time import monotonic
@@ -158,6 +158,11 @@ class ConnectionRepository:
             self._get_batch, max_batch=GET_BATCH, max_in_flight=GET_BATCHES_IN_FLIGHT
         )
         self._totals = ListTotals()
+        # SQLite has one writer at a time. Writers of this process queue here, in order, rather than
+        # in SQLite's busy handler, which sleeps and retries (PATCH p99 1.4 s at concurrency 32).
+        self._write_turn: AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     @classmethod
     def open(cls, url: str, pool_size: int = 20) -> ConnectionRepository:
@@ -171,7 +176,7 @@ class ConnectionRepository:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._guard(), self.engine.begin() as conn:
+        async with self._write_turn, self._guard(), self.engine.begin() as conn:
             yield conn
 
     @asynccontextmanager

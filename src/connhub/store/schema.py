@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -38,6 +40,8 @@ def _ensure_sqlite_dir(database: str | None) -> None:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config  # Alembic (~11 MB) is loaded only by those who migrate
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
@@ -46,6 +50,8 @@ def alembic_config(url: str) -> Config:
 
 def migrate(url: str) -> None:
     """Bring the store at `url` to the newest schema (idempotent)."""
+    from alembic import command
+
     engine = create_engine(sync_url(url), poolclass=pool.NullPool)
     try:
         with engine.begin() as connection:
