@@ -85,7 +85,8 @@ async def benchmark(options: Options) -> Run:
 async def choose_workers(options: Options, env: dict[str, str]) -> dict[str, Any]:
     """Measure create and /health with 1 and 2 workers once; recommend the better for creates."""
     if options.workers:
-        return {"chosen": options.workers, "summary": f"{options.workers} worker(s) (--workers)"}
+        summary = f"{options.workers} worker(s) (--workers; 1 is the README's advice)"
+        return {"chosen": options.workers, "summary": summary}
     store = "postgresql" if "postgresql" in options.stores else "sqlite"
     probe = replace(options, duration_s=options.probe_s, warmup_s=min(0.5, options.probe_s / 4))
     found: dict[str, Any] = {"store": store, "probe_s": options.probe_s, "rounds": []}

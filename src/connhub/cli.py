@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", help="listen address [CONNHUB_HOST, 127.0.0.1]")
     serve_cmd.add_argument("--port", type=int, help="listen port [CONNHUB_PORT, 8080]")
     serve_cmd.add_argument("--database-url", help="store URL [CONNHUB_DATABASE_URL]")
-    serve_cmd.add_argument("--workers", type=int, default=1, help="worker processes (2 on a 2-core machine)")
+    serve_cmd.add_argument("--workers", type=int, default=1, help="worker processes [1: best on 2 cores]")
     serve_cmd.add_argument("--log-level", help="DEBUG, INFO, WARNING [CONNHUB_LOG_LEVEL, INFO]")
     commands.add_parser("migrate", help="apply store migrations (Alembic)")
     keys_cmd = commands.add_parser("keys", help="encryption keys")
