@@ -140,6 +140,19 @@ async def test_creates_sharing_a_transaction_each_get_their_own_answer(client: h
     assert (await client.get(BASE)).json()["total"] == 9
 
 
+async def test_bad_header_and_query_parameters_are_400s_naming_them(client: httpx.AsyncClient) -> None:
+    body = seed_body()
+    assert_error(await client.post(BASE, json=body, headers=PRODUCT, params={"validate": "maybe"}), 400, "validate")
+    long_key = {**PRODUCT, "X-Idempotency": "k" * 201}
+    assert_error(await client.post(BASE, json=body, headers=long_key), 400, "X-Idempotency")
+    assert_error(await client.post(BASE, json=body, headers={"X-Product-Name": "no spaces"}), 400, "X-Product-Name")
+    for params, field in (({"limit": ""}, "limit"), ({"page": "0"}, "page"), ({"sortOrder": "up"}, "sortOrder")):
+        assert_error(await client.get(BASE, params=params), 400, field)
+    assert_error(await client.get(f"{BASE}/unassigned", params={"limit": "x"}), 400, "limit")
+    assert (await client.get(BASE, params={"sortOrder": "ASC", "sortBy": "configName"})).status_code == 200
+    assert (await client.post(BASE, json=body, headers=PRODUCT, params={"validate": "false"})).status_code == 201
+
+
 async def test_malformed_json_non_object_and_wrong_media_type(client: httpx.AsyncClient) -> None:
     headers = {**PRODUCT, "content-type": "application/json"}
     assert_error(await client.post(BASE, content=b'{"configName": ', headers=headers), 400, "body")

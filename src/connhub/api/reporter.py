@@ -6,31 +6,53 @@ it is; the answer is rendered in Reporter's shape (never a secret).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from connhub.api import schemas
 from connhub.api.auth import Principal
 from connhub.api.http import hub, json_object, reader, writer
 from connhub.api.openapi import errors, json_body
+from connhub.api.params import Parameter, documented
 from connhub.api.responses import Json, rfc3339
-from connhub.domain.connection import Connection, validate_product_name
+from connhub.domain.connection import Connection, validate_idempotency_key, validate_product_name
 from connhub.domain.errors import ValidationFailed
-from connhub.domain.listing import ListQuery, Page, parse_list_query
+from connhub.domain.listing import MAX_PAGE, Page, parse_list_query
 from connhub.domain.reports import Table
 
 router = APIRouter(tags=["Connections (Reporter)"])
 BASE = "/v1/management/connections"
 
-# The deepest page an offset can reach without overflowing the store's 64-bit OFFSET (page * limit).
-MAX_PAGE = 10**9
 Reader = Annotated[Principal, Depends(reader)]
 Writer = Annotated[Principal, Depends(writer)]
-ProductHeader = Annotated[str | None, Header(alias="X-Product-Name")]
-IfMatch = Annotated[str | None, Header(alias="If-Match")]
+
+PRODUCT = Parameter("X-Product-Name", "header", description="1-100 of [a-zA-Z0-9_-], trimmed and lower-cased")
+IDEMPOTENCY = Parameter("X-Idempotency", "header", {"type": "string", "maxLength": 200}, "a repeat answers the first")
+IF_MATCH = Parameter("If-Match", "header", description="the ETag read: a stale one is a 412")
+VALIDATE = Parameter(
+    "validate", "query", {"type": "boolean", "default": False}, "test the connection first; store nothing if it fails"
+)
+REFRESH = Parameter("refresh", "query", {"type": "boolean", "default": False}, "read again, past the cache")
+PAGE = Parameter("page", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1})
+LIMIT = Parameter("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50})
+LIST_FILTERS = (
+    PAGE,
+    LIMIT,
+    Parameter("cursor", "query", description="nextCursor of the previous page (keyset paging)"),
+    Parameter("sortBy", "query", {"type": "string", "enum": ["createdAt", "configName"], "default": "createdAt"}),
+    Parameter("sortOrder", "query", {"type": "string", "pattern": "^(?i:asc|desc)$", "default": "desc"}),
+    Parameter("type", "query", {"type": "string", "pattern": "^(?i:ORACLE|SQL_SERVER|POSTGRESQL|MONGODB|MYSQL)$"}),
+    Parameter("host", "query"),
+    Parameter("databaseName", "query"),
+    Parameter("configName", "query", description="substring, case-insensitive"),
+    Parameter("startDate", "query", description="YYYY-MM-DD, inclusive"),
+    Parameter("endDate", "query", description="YYYY-MM-DD, inclusive"),
+    PRODUCT,
+)
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -104,20 +126,14 @@ def render_schema(connection: Connection, tables: list[Table]) -> dict[str, Any]
     BASE,
     status_code=201,
     summary="Create a connection",
-    openapi_extra=json_body(schemas.ConnectionInput),
+    openapi_extra=documented(VALIDATE, PRODUCT, IDEMPOTENCY, **json_body(schemas.ConnectionInput)),
     responses={201: {"model": schemas.ConnectionOut}, **errors(400, 401, 403, 409, 413, 415, 422, 503)},
 )
-async def create(
-    request: Request,
-    principal: Writer,
-    product: ProductHeader = None,
-    idempotency_key: Annotated[str | None, Header(alias="X-Idempotency", max_length=200)] = None,
-    validate: Annotated[
-        bool, Query(description="test the connection first; store nothing if it fails")
-    ] = False,
-) -> Json:
+async def create(request: Request, principal: Writer) -> Json:
+    validate = VALIDATE.flag(request)
+    product_name = validate_product_name(PRODUCT.text(request))
+    idempotency_key = validate_idempotency_key(IDEMPOTENCY.text(request))
     body = await json_object(request)
-    product_name = validate_product_name(product)
     created = await hub(request).service.create(
         principal.tenant, body, product_name, idempotency_key=idempotency_key, validate=validate
     )
@@ -127,28 +143,15 @@ async def create(
 @router.get(
     BASE,
     summary="List connections",
+    openapi_extra=documented(*LIST_FILTERS),
     responses={200: {"model": schemas.ConnectionList}, **errors(400, 401, 403, 503)},
 )
-async def list_connections(
-    request: Request,
-    principal: Reader,
-    product: ProductHeader = None,
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: str | None = None,
-    sortBy: Annotated[str, Query(pattern="^(createdAt|configName)$")] = "createdAt",
-    sortOrder: Annotated[str, Query(pattern="^(?i:asc|desc)$")] = "desc",
-    type: Annotated[str | None, Query(pattern="^(?i:ORACLE|SQL_SERVER|POSTGRESQL|MONGODB|MYSQL)$")] = None,
-    host: str | None = None,
-    databaseName: str | None = None,
-    configName: str | None = None,
-    startDate: Annotated[str | None, Query(description="YYYY-MM-DD, inclusive")] = None,
-    endDate: Annotated[str | None, Query(description="YYYY-MM-DD, inclusive")] = None,
-) -> Json:
+async def list_connections(request: Request, principal: Reader) -> Json:
     params = dict(request.query_params)
     metadata = {
         key.removeprefix("metadata."): value for key, value in params.items() if key.startswith("metadata.")
     }
+    product = PRODUCT.text(request)
     product_name = validate_product_name(product) if product is not None else None
     query = parse_list_query(params, metadata, product_name)
     return render_page(await hub(request).service.list_connections(principal.tenant, query))
@@ -157,15 +160,12 @@ async def list_connections(
 @router.get(
     f"{BASE}/unassigned",
     summary="Connections with no product",
+    openapi_extra=documented(PAGE, LIMIT),
     responses={200: {"model": schemas.ConnectionList}, **errors(400, 401, 403, 503)},
 )
-async def unassigned(
-    request: Request,
-    principal: Reader,
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-) -> Json:
-    query = ListQuery(page=page, limit=limit, unassigned=True)
+async def unassigned(request: Request, principal: Reader) -> Json:
+    paging = {name: value for name in ("page", "limit") if (value := request.query_params.get(name)) is not None}
+    query = replace(parse_list_query(paging, {}, None), unassigned=True)
     return render_page(await hub(request).service.list_connections(principal.tenant, query))
 
 
@@ -223,28 +223,30 @@ async def get(request: Request, id: str, principal: Reader) -> Json:
 @router.patch(
     BASE + "/{id}",
     summary="Update a connection (absent keeps, null clears)",
-    openapi_extra=json_body(schemas.ConnectionUpdate),
+    openapi_extra=documented(IF_MATCH, **json_body(schemas.ConnectionUpdate)),
     responses={
         200: {"model": schemas.ConnectionOut},
         **errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
     },
 )
-async def patch(request: Request, id: str, principal: Writer, if_match: IfMatch = None) -> Json:
+async def patch(request: Request, id: str, principal: Writer) -> Json:
     service = hub(request).service
     current = await service.get(principal.tenant, connection_id(id))
     body = await json_object(request)
-    return one(await service.update(principal.tenant, current, body, if_match))
+    return one(await service.update(principal.tenant, current, body, IF_MATCH.text(request)))
 
 
 @router.delete(
     BASE + "/{id}",
     status_code=204,
     summary="Delete a connection (soft: its secrets are wiped, its name is free again)",
+    openapi_extra=documented(IF_MATCH),
     responses={204: {"description": "Deleted"}, **errors(400, 401, 403, 404, 412, 503)},
 )
-async def delete(request: Request, id: str, principal: Writer, if_match: IfMatch = None) -> Response:
+async def delete(request: Request, id: str, principal: Writer) -> Response:
     service = hub(request).service
-    await service.delete(principal.tenant, await service.get(principal.tenant, connection_id(id)), if_match)
+    current = await service.get(principal.tenant, connection_id(id))
+    await service.delete(principal.tenant, current, IF_MATCH.text(request))
     return Response(status_code=204)
 
 
@@ -264,9 +266,11 @@ async def test_saved(request: Request, id: str, principal: Writer) -> Json:
 @router.get(
     BASE + "/{id}/schema",
     summary="Discover a connection's tables and columns",
+    openapi_extra=documented(REFRESH),
     responses={200: {"model": schemas.SchemaOut}, **errors(400, 401, 403, 404, 422, 503)},
 )
-async def schema(request: Request, id: str, principal: Reader, refresh: bool = False) -> Json:
+async def schema(request: Request, id: str, principal: Reader) -> Json:
+    refresh = REFRESH.flag(request)
     service = hub(request).service
     connection = await service.get(principal.tenant, connection_id(id))
     tables = await service.schema(principal.tenant, connection, refresh)
@@ -276,11 +280,12 @@ async def schema(request: Request, id: str, principal: Reader, refresh: bool = F
 @router.post(
     BASE + "/{id}/assign",
     summary="Assign an unassigned connection to the product in X-Product-Name",
+    openapi_extra=documented(PRODUCT),
     responses={200: {"model": schemas.ConnectionOut}, **errors(400, 401, 403, 404, 409, 503)},
 )
-async def assign(request: Request, id: str, principal: Writer, product: ProductHeader = None) -> Json:
+async def assign(request: Request, id: str, principal: Writer) -> Json:
     service = hub(request).service
-    product_name = validate_product_name(product)
+    product_name = validate_product_name(PRODUCT.text(request))
     current = await service.get(principal.tenant, connection_id(id))
     return one(await service.assign(principal.tenant, current, product_name))
 

@@ -240,6 +240,9 @@ def _carried_by(uri: Any) -> list[str]:
         return []
 
 
+MAX_IDEMPOTENCY_KEY = 200  # the store's key column
+
+
 def validate_product_name(raw: str | None) -> str:
     """The X-Product-Name header, trimmed and lower-cased."""
     value = (raw or "").strip()
@@ -248,6 +251,13 @@ def validate_product_name(raw: str | None) -> str:
             {"X-Product-Name": "required: 1-100 characters of letters, digits, '_' or '-'"}
         )
     return value.lower()
+
+
+def validate_idempotency_key(raw: str | None) -> str | None:
+    """The X-Idempotency header, when sent: at most 200 characters."""
+    if raw is not None and len(raw) > MAX_IDEMPOTENCY_KEY:
+        raise ValidationFailed({"X-Idempotency": f"must be at most {MAX_IDEMPOTENCY_KEY} characters"})
+    return raw or None
 
 
 def _with_connection_string(fields: Mapping[str, Any], errors: dict[str, str]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from connhub.domain.errors import ValidationFailed
 T = TypeVar("T")
 SortBy = Literal["createdAt", "configName"]
 SortOrder = Literal["asc", "desc"]
+# The deepest page an offset can reach without overflowing the store's 64-bit OFFSET (page * limit).
+MAX_PAGE = 10**9
 
 
 @dataclass(frozen=True)
@@ -71,17 +73,16 @@ class Page(Generic[T]):
 def parse_list_query(params: dict[str, Any], metadata: dict[str, str], product_name: str | None) -> ListQuery:
     """A ListQuery from raw query parameters, or ValidationFailed naming each bad one."""
     errors: dict[str, str] = {}
-    page = _int_param(params, "page", 1, 1, 10**9, errors)
+    page = _int_param(params, "page", 1, 1, MAX_PAGE, errors)
     limit = _int_param(params, "limit", 50, 1, 1000, errors)
     sort_by: SortBy = "createdAt"
     if params.get("sortBy") in ("createdAt", "configName"):
         sort_by = params["sortBy"]
-    elif params.get("sortBy"):
+    elif params.get("sortBy") is not None:
         errors["sortBy"] = "must be createdAt or configName"
-    sort_order: SortOrder = "desc"
-    if (params.get("sortOrder") or "desc").lower() == "asc":
-        sort_order = "asc"
-    elif (params.get("sortOrder") or "desc").lower() != "desc":
+    order = str(params.get("sortOrder", "desc")).lower()
+    sort_order: SortOrder = "asc" if order == "asc" else "desc"
+    if order not in ("asc", "desc"):
         errors["sortOrder"] = "must be asc or desc"
     engine = params.get("type")
     if engine is not None:
@@ -117,7 +118,7 @@ def _int_param(
     params: dict[str, Any], name: str, default: int, low: int, high: int, errors: dict[str, str]
 ) -> int:
     raw = params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
