@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from connhub.domain.listing import ListQuery
-from connhub.store.repository import ListTotals
+from connhub.store.totals import ListTotals
 
 KEY = ListTotals.key("acme", ListQuery(host="db.example.com"))
 

@@ -162,7 +162,6 @@ async def _insert_connections_postgres(conn: AsyncConnection, pending: list[NewC
         for new in pending
         for secret in new.secrets
     ]
-    # default=str: uuid7() answers a subclass of UUID, which orjson leaves to `default`.
     params = {"rows": _json(rows), "secrets": _json(secrets)}
     stored = await conn.exec_driver_sql(_INSERT_BATCH_POSTGRES, params)
     return {row._mapping["id"]: row._mapping["number"] for row in stored}
