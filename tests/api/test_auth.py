@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -122,6 +123,21 @@ async def test_another_tenants_record_is_404_everywhere(jwt_client: httpx.AsyncC
     # The same name is free in another tenant.
     assert (await jwt_client.post(BASE, json=seed_body(), headers=intruder)).status_code == 201
     assert (await jwt_client.get(url, headers=good("acme"))).status_code == 200
+
+
+async def test_concurrent_gets_of_two_tenants_sharing_a_select_see_only_their_own(
+    jwt_client: httpx.AsyncClient,
+) -> None:
+    # Gets that arrive together are one SELECT (group read): the tenant is checked per request.
+    acme = (await jwt_client.post(BASE, json=seed_body(), headers=good("acme"))).json()["id"]
+    globex = (await jwt_client.post(BASE, json=seed_body(), headers=good("globex"))).json()["id"]
+    asks = [(tenant, wanted) for tenant in ("acme", "globex") for wanted in (acme, globex)] * 8
+    answers = await asyncio.gather(
+        *(jwt_client.get(f"{BASE}/{wanted}", headers=good(tenant)) for tenant, wanted in asks)
+    )
+    for (tenant, wanted), answer in zip(asks, answers, strict=True):
+        owner = "acme" if wanted == acme else "globex"
+        assert answer.status_code == (200 if tenant == owner else 404), (tenant, wanted, answer.text)
 
 
 async def test_operational_endpoints_need_no_token(jwt_client: httpx.AsyncClient) -> None:
