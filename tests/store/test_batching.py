@@ -55,9 +55,9 @@ async def test_a_store_outage_answers_every_item_with_its_own_503() -> None:
     assert len({id(o) for o in outcomes}) == len(outcomes)  # not one exception object raised in many tasks
 
 
-async def test_with_split_on_error_only_the_item_at_fault_gets_the_error() -> None:
+async def test_only_the_item_at_fault_gets_the_error_of_a_failed_batch() -> None:
     handler = Recorder(fail=RuntimeError("bad row"), at_fault=13)
-    batcher: Batcher[int, int] = Batcher(handler, max_batch=8, split_on_error=True)
+    batcher: Batcher[int, int] = Batcher(handler, max_batch=8)
     outcomes = await asyncio.gather(batcher.submit(2), batcher.submit(13), batcher.submit(4), return_exceptions=True)
     assert outcomes[0] == 4 and outcomes[2] == 8
     assert isinstance(outcomes[1], RuntimeError)

@@ -26,16 +26,16 @@ class Batcher(Generic[Item, Outcome]):
     """Serves queued items through `handle`, at most `max_batch` at a time, `max_in_flight` batches at once.
 
     A store outage answers every item of the batch with StoreUnavailable. Any other error of a whole
-    batch is, with `split_on_error`, retried item by item, so only the item at fault gets it.
+    batch is retried item by item, so only the item at fault gets it (a create with a row the store
+    refuses, a get of a row that does not decode) and no exception object is raised in two tasks.
     """
 
     def __init__(
-        self, handle: Handler[Item, Outcome], *, max_batch: int, max_in_flight: int = 1, split_on_error: bool = False
+        self, handle: Handler[Item, Outcome], *, max_batch: int, max_in_flight: int = 1
     ) -> None:
         self._handle = handle
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._split_on_error = split_on_error
         self._queue: list[tuple[Item, asyncio.Future[Outcome]]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
 
@@ -68,13 +68,12 @@ class Batcher(Generic[Item, Outcome]):
         except StoreUnavailable as outage:
             outcomes = [StoreUnavailable(outage.message) for _ in batch]
         except Exception as error:
-            if not self._split_on_error or len(batch) == 1:
-                raise_each: list[Outcome | Exception] = [error] * len(batch)
-                outcomes = raise_each
-            else:
-                for single in batch:
-                    await self._serve([single])
+            if len(batch) == 1:
+                _resolve(batch[0][1], error)
                 return
+            for single in batch:
+                await self._serve([single])
+            return
         for (_, answer), outcome in zip(batch, outcomes, strict=True):
             _resolve(answer, outcome)
 

@@ -49,7 +49,7 @@ class GroupCommit:
 
     def __init__(self, transaction: Transaction, max_batch: int = MAX_BATCH) -> None:
         self._transaction = transaction
-        self._batches: Batcher[NewConnection, int] = Batcher(self._write, max_batch=max_batch, split_on_error=True)
+        self._batches: Batcher[NewConnection, int] = Batcher(self._write, max_batch=max_batch)
 
     async def add(self, new: NewConnection) -> int:
         """The stored row's number, once the transaction holding it has committed."""

@@ -284,8 +284,7 @@ class ConnectionRepository:
             **_spec_columns(spec, masked_uri),
             "updated_at": now,
             "version": current.version + 1,
-            "at_number": current.number,
-            "at_version": current.version,
+            **_as_read(current),
         }
         try:
             async with self._write() as conn:
@@ -308,9 +307,10 @@ class ConnectionRepository:
             row = (
                 await conn.execute(
                     update(connections)
-                    .where(*_same_version(current), connections.c.product_name.is_(None))
+                    .where(*_UNCHANGED_SINCE_READ, connections.c.product_name.is_(None))
                     .values(product_name=product_name, updated_at=now, version=current.version + 1)
-                    .returning(*connections.c)
+                    .returning(*connections.c),
+                    _as_read(current),
                 )
             ).first()
         self._totals.forget(current.tenant)
@@ -321,10 +321,11 @@ class ConnectionRepository:
         async with self._write() as conn:
             changed = await conn.execute(
                 update(connections)
-                .where(*_same_version(current))
+                .where(*_UNCHANGED_SINCE_READ)
                 .values(
                     deleted_at=now, updated_at=now, version=current.version + 1, masked_connection_string=None
-                )
+                ),
+                _as_read(current),
             )
             if changed.rowcount == 0:
                 return False
@@ -389,16 +390,14 @@ class ConnectionRepository:
 # -- query building -------------------------------------------------------------------------
 
 
-# SET comes from the parameters' column names (the same set every time: one cached statement).
-_REPLACE_IF_UNCHANGED = (
-    update(connections)
-    .where(
-        connections.c.number == bindparam("at_number"),
-        connections.c.version == bindparam("at_version"),
-        connections.c.deleted_at.is_(None),
-    )
-    .returning(*connections.c)
+# Optimistic writes: the row as it was read (number and version), still live; see `_as_read`.
+_UNCHANGED_SINCE_READ = (
+    connections.c.number == bindparam("at_number"),
+    connections.c.version == bindparam("at_version"),
+    connections.c.deleted_at.is_(None),
 )
+# SET comes from the parameters' column names (the same set every time: one cached statement).
+_REPLACE_IF_UNCHANGED = update(connections).where(*_UNCHANGED_SINCE_READ).returning(*connections.c)
 _DROP_SECRETS = delete(connection_secrets).where(
     connection_secrets.c.connection_number == bindparam("number"),
     connection_secrets.c.field.in_(bindparam("fields", expanding=True)),
@@ -414,12 +413,9 @@ def _live(tenant: str) -> Select[Any]:
     return select(connections).where(connections.c.tenant == tenant, connections.c.deleted_at.is_(None))
 
 
-def _same_version(current: Connection) -> tuple[ColumnElement[bool], ...]:
-    return (
-        connections.c.number == current.number,
-        connections.c.version == current.version,
-        connections.c.deleted_at.is_(None),
-    )
+def _as_read(current: Connection) -> dict[str, int]:
+    """The parameters of `_UNCHANGED_SINCE_READ` for `current`."""
+    return {"at_number": current.number, "at_version": current.version}
 
 
 def _filtered(tenant: str, query: ListQuery) -> Select[Any]:
