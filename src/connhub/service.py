@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from uuid6 import uuid7
@@ -44,8 +44,9 @@ from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from connhub.secrets import Binding, KeyRing, SecretUnreadable, key_id_of, request_digest
 from connhub.store.repository import ConnectionRepository, IdempotencyRecord, Sealed
+from connhub.write_turns import WriteTurns
 
-UPDATE_RETRIES = 5
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -127,6 +128,7 @@ class ConnectionService:
         self.probes = probes
         self.rate_limiter = TestRateLimiter(tests_per_minute)
         self.schema_cache = SchemaCache(schema_cache_ttl_s)
+        self._write_turns = WriteTurns()
 
     # -- create -------------------------------------------------------------------------------
 
@@ -206,33 +208,28 @@ class ConnectionService:
     async def update(
         self, tenant: str, connection: Connection, patch: Mapping[str, Any], if_match: str | None = None
     ) -> Connection:
-        """Apply `patch` (absent keeps, null clears) after the same validation as create.
-
-        Optimistic: the row is rewritten only if it is still the version read. With If-Match a
-        lost race is a 412; without, the patch is re-applied to the newer version.
-        """
+        """Apply `patch` (absent keeps, null clears) after the same validation as create."""
         replaced = frozenset(_replaced_secrets(patch))
-        for _ in range(UPDATE_RETRIES):
-            _check_etag(connection, if_match)
-            opened, stored = await self._open_secrets(connection, replaced)
-            spec = validate_spec(apply_patch(_fields_of(connection, opened), patch))
+
+        async def attempt(current: Connection) -> Connection | None:
+            opened, stored = await self._open_secrets(current, replaced)
+            spec = validate_spec(apply_patch(_fields_of(current, opened), patch))
             # Only secrets whose value changed are sealed and written again: a metadata patch
             # leaves every stored ciphertext (still bound to this tenant, record and field) alone.
             secrets = spec.secrets()
             changed = {field: value for field, value in secrets.items() if opened.get(field) != value}
-            updated = await self.repository.replace(
-                connection,
+            return await self.repository.replace(
+                current,
                 spec,
                 _masked_uri(spec),
-                self._seal(tenant, connection.id, changed),
+                self._seal(tenant, current.id, changed),
                 (stored - secrets.keys()) | changed.keys(),
                 utc_now(),
             )
-            if updated is not None:
-                self.schema_cache.drop(connection.id)
-                return updated
-            connection = await self.repository.get(tenant, connection.id)
-        raise PreconditionFailed("the connection kept changing; try again")
+
+        updated = await self._write_latest(tenant, connection, if_match, attempt)
+        self.schema_cache.drop(connection.id)
+        return updated
 
     async def attach_ssl_files(
         self, tenant: str, connection: Connection, files: Mapping[str, str]
@@ -242,20 +239,45 @@ class ConnectionService:
         return await self.update(tenant, connection, {"ssl": {"mode": mode, **files}})
 
     async def delete(self, tenant: str, connection: Connection, if_match: str | None = None) -> None:
-        _check_etag(connection, if_match)
-        if not await self.repository.soft_delete(connection, utc_now()):
-            if if_match:
-                raise PreconditionFailed("the connection changed since it was read")
-            await self.delete(tenant, await self.repository.get(tenant, connection.id))
+        async def attempt(current: Connection) -> bool | None:
+            return await self.repository.soft_delete(current, utc_now()) or None
+
+        await self._write_latest(tenant, connection, if_match, attempt)
         self.schema_cache.drop(connection.id)
 
     async def assign(self, tenant: str, connection: Connection, product_name: str) -> Connection:
-        if connection.product_name is not None:
-            raise AlreadyAssigned("the connection is already assigned to a product")
-        assigned = await self.repository.assign_product(connection, product_name, utc_now())
-        if assigned is None:
-            raise AlreadyAssigned("the connection is already assigned to a product")
-        return assigned
+        async def attempt(current: Connection) -> Connection | None:
+            if current.product_name is not None:
+                raise AlreadyAssigned("the connection is already assigned to a product")
+            return await self.repository.assign_product(current, product_name, utc_now())
+
+        return await self._write_latest(tenant, connection, None, attempt)
+
+    async def _write_latest(
+        self,
+        tenant: str,
+        connection: Connection,
+        if_match: str | None,
+        attempt: Callable[[Connection], Awaitable[T | None]],
+    ) -> T:
+        """The one conflict policy of every write (update, delete, assign).
+
+        `attempt` writes over the version it is given and answers None when the store holds a newer
+        one. Without If-Match the last writer wins: the write is redone on the newest version, never
+        a 412. With If-Match only the version it names may be written: exactly one writer of a
+        version wins, the others get 412. Writers of one connection in this process take turns, so
+        they rarely meet in the store; a connection deleted meanwhile is a 404.
+        """
+        async with self._write_turns.take(connection.id) as another_went_first:
+            if another_went_first:
+                connection = await self.repository.get(tenant, connection.id)
+            while True:
+                _check_etag(connection, if_match)
+                written = await attempt(connection)
+                if written is not None:
+                    return written
+                # Another process wrote in between; each lost round is someone else's win.
+                connection = await self.repository.get(tenant, connection.id)
 
     # -- live access --------------------------------------------------------------------------
 
