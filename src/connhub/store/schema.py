@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import create_engine, pool
+from sqlalchemy import Connection, create_engine, pool, text
 from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
@@ -58,5 +58,12 @@ def migrate(url: str) -> None:
             config = alembic_config(url)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            _analyze(connection)
     finally:
         engine.dispose()
+
+
+def _analyze(connection: Connection) -> None:
+    """Give PostgreSQL's planner statistics for what migrations made (autovacuum may be off or late)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("ANALYZE connections, connection_secrets, idempotency_keys"))

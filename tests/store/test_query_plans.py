@@ -1,0 +1,94 @@
+"""The hot queries use their index on PostgreSQL whether or not the planner has statistics.
+
+This machine's PostgreSQL runs with autovacuum off, as a fresh restore or a bulk load would look:
+the rows below are written after `migrate` analyzed the empty tables, so the planner only knows
+the table's size, not its contents. EXPLAIN shows the plan it picks then.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.dialects import postgresql
+
+from connhub.domain.listing import ListQuery
+from connhub.store import repository
+from connhub.store.schema import migrate
+from connhub.store.tables import connections
+from tests.conftest import PG_ADMIN_URL
+from tests.support.servers import require_server
+
+ROWS_PER_TENANT = 4000
+
+
+@pytest.fixture(scope="module")
+def unanalyzed_store() -> Iterator[psycopg.Connection[Any]]:
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    name = f"connhub_plans_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            for tenant in ("acme", "globex"):
+                conn.execute(
+                    """
+                    INSERT INTO connections (id, tenant, config_name, name_key, engine, host, port,
+                        database_name, user_name, created_at, updated_at, version)
+                    SELECT gen_random_uuid(), %(tenant)s, 'conn-' || n, 'conn-' || n, 'POSTGRESQL',
+                        'db.example.com', 5432, 'app', 'u', now() - n * interval '1 second', now(), 1
+                    FROM generate_series(1, %(rows)s) AS n
+                    """,
+                    {"tenant": tenant, "rows": ROWS_PER_TENANT},
+                )
+            yield conn
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def plan(conn: psycopg.Connection[Any], statement: Any) -> str:
+    sql = str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    return "\n".join(row[0] for row in conn.execute(f"EXPLAIN {sql}"))
+
+
+def some_row(conn: psycopg.Connection[Any]) -> tuple[uuid.UUID, int]:
+    found = conn.execute("SELECT id, number FROM connections WHERE tenant = 'acme' LIMIT 1").fetchone()
+    assert found is not None
+    return found[0], found[1]
+
+
+def test_the_store_has_no_statistics_of_its_rows(unanalyzed_store: psycopg.Connection[Any]) -> None:
+    stats = unanalyzed_store.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'connections'").fetchone()
+    assert stats is not None and stats[0] == 0
+
+
+def test_get_by_id_uses_the_id_index(unanalyzed_store: psycopg.Connection[Any]) -> None:
+    connection_id, _ = some_row(unanalyzed_store)
+    statement = repository._BY_IDS.params(ids=[connection_id])
+    found = plan(unanalyzed_store, statement)
+    assert "connections_id_key" in found and "Seq Scan" not in found, found
+
+
+def test_get_by_number_uses_the_primary_key(unanalyzed_store: psycopg.Connection[Any]) -> None:
+    _, number = some_row(unanalyzed_store)
+    found = plan(unanalyzed_store, repository._BY_NUMBER.params(number=number))
+    assert "connections_pkey" in found and "Seq Scan" not in found, found
+
+
+def test_get_by_name_uses_the_unique_name_index(unanalyzed_store: psycopg.Connection[Any]) -> None:
+    found = plan(unanalyzed_store, repository._live("acme").where(connections.c.name_key == "conn-17"))
+    assert "uq_connections_live_name" in found and "Seq Scan" not in found, found
+
+
+@pytest.mark.parametrize("sort_by", ["createdAt", "configName"])
+def test_a_first_page_reads_an_index_in_order(unanalyzed_store: psycopg.Connection[Any], sort_by: str) -> None:
+    query = ListQuery(sort_by=sort_by)  # type: ignore[arg-type]
+    statement = repository._filtered("acme", query).order_by(*repository._order(query)).limit(51)
+    found = plan(unanalyzed_store, statement)
+    assert "Seq Scan" not in found and "Sort" not in found.split("->")[0], found
