@@ -128,7 +128,7 @@ class ConnectionService:
         self.probes = probes
         self.rate_limiter = TestRateLimiter(tests_per_minute)
         self.schema_cache = SchemaCache(schema_cache_ttl_s)
-        self._write_turns = WriteTurns()
+        self._write_turns: WriteTurns[Connection] = WriteTurns()
 
     # -- create -------------------------------------------------------------------------------
 
@@ -268,15 +268,17 @@ class ConnectionService:
         version wins, the others get 412. Writers of one connection in this process take turns, so
         they rarely meet in the store; a connection deleted meanwhile is a 404.
         """
-        async with self._write_turns.take(connection.id) as another_went_first:
-            if another_went_first:
-                connection = await self.repository.get(tenant, connection.id)
+        async with self._write_turns.take(connection.id) as turn:
+            # A writer of this process went first: build on what it wrote (unless the caller read newer).
+            if turn.latest is not None and turn.latest.version > connection.version:
+                connection = turn.latest
             while True:
                 _check_etag(connection, if_match)
                 written = await attempt(connection)
                 if written is not None:
+                    turn.latest = written if isinstance(written, Connection) else None
                     return written
-                # Another process wrote in between; each lost round is someone else's win.
+                # Another process wrote in between (or deleted): each lost round is someone else's win.
                 connection = await self.repository.get(tenant, connection.id)
 
     # -- live access --------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Thirty-two PATCHes of one row that all read version 7 would all race to write it: one wins, the
 other 31 re-read and race again (optimistic retries collapse to ~25 updates/s and, once bounded,
-412s). Queued here instead, they write one after the other, each on top of the last. Across
-processes the store's version check still decides (see `ConnectionService._write_latest`).
+412s). Queued here instead, they write one after the other, each on top of the last, and each hands
+the row it wrote to the next, which then needs no read of its own. Across processes the store's
+version check still decides (see `ConnectionService._write_latest`).
 """
 
 from __future__ import annotations
@@ -11,26 +12,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+Row = TypeVar("Row")
 
 
-class WriteTurns:
+@dataclass
+class Turn(Generic[Row]):
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    holders: int = 0  # the writer holding the lock and those waiting for it
+    latest: Row | None = None  # what the last writer of this process wrote, for the next one
+
+
+class WriteTurns(Generic[Row]):
     def __init__(self) -> None:
-        self._turns: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+        self._turns: dict[Hashable, Turn[Row]] = {}
 
     @asynccontextmanager
-    async def take(self, key: Hashable) -> AsyncIterator[bool]:
-        """Hold `key`'s turn; yields whether another writer of `key` went first (so what was read is stale)."""
-        lock, users = self._turns.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._turns[key] = (lock, users + 1)
-        waited = lock.locked()
+    async def take(self, key: Hashable) -> AsyncIterator[Turn[Row]]:
+        """Hold `key`'s turn. `turn.latest` is what the writer before wrote (None: nobody did, or
+        it deleted); set it to what this writer wrote before leaving."""
+        turn = self._turns.setdefault(key, Turn())
+        turn.holders += 1
         try:
-            async with lock:
-                yield waited
+            async with turn.lock:
+                yield turn
         finally:
-            lock, users = self._turns[key]
-            if users == 1:
-                del self._turns[key]  # no one else holds or awaits it: forget the key
-            else:
-                self._turns[key] = (lock, users - 1)
+            turn.holders -= 1
+            if turn.holders == 0:
+                del self._turns[key]  # nobody holds or awaits it: forget the key
