@@ -20,8 +20,18 @@ LABELS = {
     "list_deep": "list deep page (cursor)",
     "list_deep_offset": "list deep page (page=, offset) [info]",
     "patch": "PATCH metadata",
+    "patch_hot": "PATCH one row, 32 writers, no If-Match",
+    "cb_create": "Chartbrew create (POST)",
+    "cb_get": "Chartbrew get one",
+    "cb_put": "Chartbrew PUT, distinct rows",
+    "cb_list_full": "Chartbrew whole-team list (2,000 rows)",
 }
-PEER = "Chartbrew (peer): create 100-145/s, p99 336-408 ms; reads 166-176/s; idle RSS 276 MB"
+PEER = (
+    "Chartbrew v5.3.0 (peer, issue 19's side-by-side run on this machine): create 115-164/s, get 194-231/s, "
+    "hot-row update 182-184/s, 2,000-row list 4-5/s; idle RSS 276 MB"
+)
+# The peer's best figures of that run: the 20x and 5x targets are measured against these.
+PEER_CREATE_RPS, PEER_GET_RPS, PEER_HOT_UPDATE_RPS = 164.0, 231.0, 184.0
 NAME_WIDTH = 38
 
 
@@ -68,6 +78,11 @@ def _ratio(top: float | None, bottom: float | None) -> float | None:
     return None if top is None or not bottom else top / bottom
 
 
+def _errors(result: StoreResult, name: str) -> float | None:
+    found = result.figures.get(name)
+    return None if found is None else float(found.errors)
+
+
 def _growth(result: StoreResult) -> float | None:
     after, idle = result.rss_mb.get("after_creates"), result.rss_mb.get("idle")
     return None if after is None or idle is None else after - idle
@@ -78,10 +93,32 @@ TARGETS = (
            lambda r: _ratio(r.rps("create"), r.rps("health")), lambda v: v >= 0.40, "x"),
     Target("create_vs_raw", "create / raw insert throughput", ">= 0.50x",
            lambda r: _ratio(r.rps("create"), r.rps("raw_insert")), lambda v: v >= 0.50, "x"),
-    Target("create_p99", "create p99", "< 50 ms",
-           lambda r: r.latency("create", "p99_ms"), lambda v: v < 50, " ms"),
+    Target("create_vs_peer", "create / Chartbrew's create", ">= 20x",
+           lambda r: _ratio(r.rps("create"), PEER_CREATE_RPS), lambda v: v >= 20, "x"),
+    Target("get_vs_peer", "get / Chartbrew's get", ">= 20x",
+           lambda r: _ratio(r.rps("get"), PEER_GET_RPS), lambda v: v >= 20, "x"),
+    Target("get_vs_health", "get / health throughput", ">= 0.70x",
+           lambda r: _ratio(r.rps("get"), r.rps("health")), lambda v: v >= 0.70, "x"),
+    Target("list_first_vs_health", "list first page / health", ">= 0.25x",
+           lambda r: _ratio(r.rps("list_first"), r.rps("health")), lambda v: v >= 0.25, "x"),
+    Target("create_p99", "create p99", "< 20 ms",
+           lambda r: r.latency("create", "p99_ms"), lambda v: v < 20, " ms"),
     Target("get_p99", "get by id p99", "< 20 ms",
            lambda r: r.latency("get", "p99_ms"), lambda v: v < 20, " ms"),
+    Target("patch_p99", "PATCH p99", "< 20 ms",
+           lambda r: r.latency("patch", "p99_ms"), lambda v: v < 20, " ms"),
+    Target("hot_vs_peer", "hot-row PATCH / Chartbrew's", ">= 5x",
+           lambda r: _ratio(r.rps("patch_hot"), PEER_HOT_UPDATE_RPS), lambda v: v >= 5, "x"),
+    Target("hot_errors", "hot-row PATCH errors (412s)", "= 0",
+           lambda r: _errors(r, "patch_hot"), lambda v: v == 0, ""),
+    Target("put_vs_create", "Chartbrew PUT distinct / create", ">= 0.80x",
+           lambda r: _ratio(r.rps("cb_put"), r.rps("create")), lambda v: v >= 0.80, "x"),
+    Target("cb_create_cost", "create: Reporter / Chartbrew rps", "<= 1.20x",
+           lambda r: _ratio(r.rps("create"), r.rps("cb_create")), lambda v: v <= 1.20, "x"),
+    Target("cb_get_cost", "get: Reporter / Chartbrew rps", "<= 1.20x",
+           lambda r: _ratio(r.rps("get"), r.rps("cb_get")), lambda v: v <= 1.20, "x"),
+    Target("cb_list_full_rps", "Chartbrew 2,000-row list", ">= 100/s",
+           lambda r: r.rps("cb_list_full"), lambda v: v >= 100, "/s"),
     Target("deep_vs_first_p50", "deep page / first page p50", "<= 1.50x",
            lambda r: _ratio(r.latency("list_deep", "p50_ms"), r.latency("list_first", "p50_ms")),
            lambda v: v <= 1.5, "x"),

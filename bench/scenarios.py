@@ -154,3 +154,85 @@ async def deep_cursor(api: Api, depth: int) -> tuple[str, int]:
             raise RuntimeError(f"the cursor walk stopped after {walked} rows (HTTP {status})")
         cursor, walked = page["nextCursor"], walked + len(page["items"])
     return cursor, walked
+
+
+def patch_hot(api: Api, connection_id: str) -> Call:
+    """Every client patches the same connection, without If-Match: last writer wins, never a 412."""
+
+    async def call(number: int) -> str | None:
+        body = {"metadata": {"environment": "production", "rev": str(number)}}
+        status, _ = await api.send("PATCH", f"{CONNECTIONS}/{connection_id}", body, {})
+        return expect(status, 200)
+
+    return call
+
+
+# -- the Chartbrew dialect: the same operations as its web client sends them ---------------------
+
+CHARTBREW_TEAM = "default"  # with auth disabled, the Reporter dialect's tenant
+CHARTBREW_LIST_TEAM = "bench-cb"  # a team of its own, for the whole-team list
+
+
+def chartbrew_body(name: str) -> dict[str, Any]:
+    """What Chartbrew's postgres form posts (client/src/slices/connection.js: addConnection)."""
+    return {
+        "name": name,
+        "type": "postgres",
+        "subType": "postgres",
+        "host": "db.example.com",
+        "port": "5432",
+        "dbName": "mydatabase",
+        "username": "dbuser",
+        "password": "secretpassword",
+        "ssl": True,
+        "sslMode": "require",
+        "sslCa": ca_pem(),
+        "connectionString": "",
+    }
+
+
+def chartbrew_connections(team: str) -> str:
+    return f"/team/{team}/connections"
+
+
+def chartbrew_create(api: Api, tag: str, numbers: list[int]) -> Call:
+    async def call(number: int) -> str | None:
+        body = chartbrew_body(f"bench-cb-{tag}-{number:07d}")
+        status, raw = await api.send("POST", chartbrew_connections(CHARTBREW_TEAM), body, {})
+        if status == 200:
+            numbers.append(int(orjson.loads(raw)["id"]))
+        return expect(status, 200)
+
+    return call
+
+
+def chartbrew_get(api: Api, numbers: Sequence[int], seed: int = 7) -> Call:
+    chooser = random.Random(seed)
+
+    async def call(_number: int) -> str | None:
+        status, _ = await api.get(f"{chartbrew_connections(CHARTBREW_TEAM)}/{chooser.choice(numbers)}")
+        return expect(status, 200)
+
+    return call
+
+
+def chartbrew_put(api: Api, numbers: Sequence[int]) -> Call:
+    """PUT of distinct connections in turn (request n edits numbers[n % len(numbers)])."""
+
+    async def call(number: int) -> str | None:
+        body = {"host": f"db-{number % 97}.example.com", "port": str(5400 + number % 50)}
+        path = f"{chartbrew_connections(CHARTBREW_TEAM)}/{numbers[number % len(numbers)]}"
+        status, _ = await api.send("PUT", path, body, {})
+        return expect(status, 200)
+
+    return call
+
+
+def chartbrew_list(api: Api, team: str) -> Call:
+    """The whole team's list, as the Chartbrew web client loads it (one array)."""
+
+    async def call(_number: int) -> str | None:
+        status, _ = await api.get(chartbrew_connections(team))
+        return expect(status, 200)
+
+    return call

@@ -26,6 +26,7 @@ from bench.stores import analyze, postgres_database, postmaster_pid, sqlite_path
 from connhub.secrets import KeyRing
 
 MAX_ERROR_RATIO = 0.05
+CHARTBREW_LIST_ROWS = 2000  # the team size of issue 19's side-by-side run
 FILL_REPORT_EVERY_S = 30.0
 
 
@@ -156,6 +157,8 @@ class StoreRun:
         self.result.rss_mb["after_creates"] = self.server.rss_mb()
         await self.reads()
         await self.measure("patch", scenarios.patch_metadata(self.api, self.ids))
+        await self.measure("patch_hot", scenarios.patch_hot(self.api, self.ids[0]))
+        await self.chartbrew()
         self.result.rss_mb["end"] = self.server.rss_mb()
         return self.result
 
@@ -232,6 +235,24 @@ class StoreRun:
         )
         if (status, patched) != (200, 200):
             raise BenchFailure(f"a row of the SQL fill is not a readable connection (GET {status}, PATCH {patched})")
+
+    # -- the Chartbrew dialect -------------------------------------------------------------------
+
+    async def chartbrew(self) -> None:
+        """The shared operations through the Chartbrew dialect, and the whole-team list it loads."""
+        numbers: list[int] = []
+        await self.measure("cb_create", scenarios.chartbrew_create(self.api, "m", numbers))
+        await self.measure("cb_get", scenarios.chartbrew_get(self.api, numbers))
+        await self.measure("cb_put", scenarios.chartbrew_put(self.api, numbers))
+        team_rows = min(CHARTBREW_LIST_ROWS, self.options.rows)
+        maker = self._maker(scenarios.CHARTBREW_LIST_TEAM, "cbl")
+        if self.place.database_url is None:
+            await rows.sqlite_fill(sqlite_path(self.place.cwd), maker, team_rows)
+        else:
+            await rows.postgres_fill(self.place.database_url, maker, team_rows)
+            analyze(self.place.database_url)
+        self.result.notes.append(f"Chartbrew whole-team list: {team_rows:,} connections of team bench-cb")
+        await self.measure("cb_list_full", scenarios.chartbrew_list(self.api, scenarios.CHARTBREW_LIST_TEAM))
 
     # -- reads ------------------------------------------------------------------------------------
 
