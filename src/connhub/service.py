@@ -37,6 +37,7 @@ from connhub.domain.errors import (
     SchemaMismatch,
     SecretsUnavailable,
     TestFailed,
+    ValidationFailed,
 )
 from connhub.domain.listing import ListQuery, Page
 from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
@@ -213,7 +214,14 @@ class ConnectionService:
 
         async def attempt(current: Connection) -> Connection | None:
             opened, stored = await self._open_secrets(current, replaced)
-            spec = validate_spec(apply_patch(_fields_of(current, opened), patch))
+            try:
+                spec = validate_spec(apply_patch(_fields_of(current, opened), patch))
+            except ValidationFailed:
+                # Judged on a stale read (a delete wiped the secrets meanwhile, say), the error would
+                # mislead: retry on the newest version (a 404 if it is gone).
+                if await self._changed_since_read(tenant, current):
+                    return None
+                raise
             # Only secrets whose value changed are sealed and written again: a metadata patch
             # leaves every stored ciphertext (still bound to this tenant, record and field) alone.
             secrets = spec.secrets()
@@ -252,6 +260,10 @@ class ConnectionService:
             return await self.repository.assign_product(current, product_name, utc_now())
 
         return await self._write_latest(tenant, connection, None, attempt)
+
+    async def _changed_since_read(self, tenant: str, connection: Connection) -> bool:
+        """Whether the store holds a newer version of `connection` (NotFound when it is gone)."""
+        return (await self.repository.get(tenant, connection.id)).version != connection.version
 
     async def _write_latest(
         self,

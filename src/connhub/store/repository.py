@@ -45,6 +45,7 @@ from connhub.domain.errors import NameTaken, NotFound, StoreUnavailable
 from connhub.domain.listing import Cursor, ListQuery, Page
 from connhub.store.batching import Batcher
 from connhub.store.group_commit import GroupCommit, NewConnection
+from connhub.store.group_update import GroupUpdate, PendingUpdate
 from connhub.store.schema import async_url
 from connhub.store.tables import connection_secrets, connections, idempotency_keys
 from connhub.store.totals import ListTotals
@@ -101,10 +102,11 @@ class ConnectionRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._creates = GroupCommit(self._write)
-        # On PostgreSQL, gets by id that arrive together are one SELECT ... WHERE id IN (...) (see
-        # `batching`). SQLite reads run in aiosqlite's threads, one per session and in parallel: a
-        # batch would read its rows' pages one after the other (SQLite get 957 -> 550/s at 100,000
-        # rows), so there a get is one SELECT and only the pool bounds how many run at once.
+        # On PostgreSQL, gets by id that arrive together are one SELECT ... WHERE id IN (...), and so
+        # are reads of connections' secrets (see `batching`). SQLite reads run in aiosqlite's
+        # threads, one per session and in parallel: a batch would read its rows' pages one after
+        # the other (SQLite get 957 -> 550/s at 100,000 rows), so there a get is one SELECT and only
+        # the pool bounds how many run at once.
         if engine.dialect.name == "postgresql":
             batch, in_flight = GET_BATCH, GET_BATCHES_IN_FLIGHT
         else:
@@ -112,7 +114,14 @@ class ConnectionRepository:
         self._gets: Batcher[tuple[str, UUID], Connection | None] = Batcher(
             self._get_batch, max_batch=batch, max_in_flight=in_flight
         )
+        self._secret_reads: Batcher[int, dict[str, bytes]] = Batcher(
+            self._secrets_batch, max_batch=batch, max_in_flight=in_flight
+        )
         self._totals = ListTotals()
+        # PostgreSQL: updates of distinct connections that arrive together are one statement (SQLite
+        # has one writer at a time: there an update stays one short transaction).
+        # Its one statement runs in a `_read` session: those autocommit, and one statement is atomic.
+        self._updates = GroupUpdate(self._read) if engine.dialect.name == "postgresql" else None
         # SQLite has one writer at a time. Writers of this process queue here, in order, rather than
         # in SQLite's busy handler, which sleeps and retries (PATCH p99 1.4 s at concurrency 32).
         self._write_turn: AbstractAsyncContextManager[Any] = (
@@ -273,13 +282,15 @@ class ConnectionRepository:
         return Page(items, query.page, query.limit, total, next_cursor)
 
     async def secrets(self, connection: Connection) -> dict[str, bytes]:
+        """The sealed secrets of `connection`, by field (batched with concurrent reads, like gets)."""
+        return await self._secret_reads.submit(connection.number)
+
+    async def _secrets_batch(self, numbers: list[int]) -> list[dict[str, bytes] | Exception]:
+        found: dict[int, dict[str, bytes]] = {number: {} for number in numbers}
         async with self._read() as conn:
-            rows = await conn.execute(
-                select(connection_secrets.c.field, connection_secrets.c.ciphertext).where(
-                    connection_secrets.c.connection_number == connection.number
-                )
-            )
-            return {row.field: row.ciphertext for row in rows}
+            for row in await conn.execute(_SECRETS_OF, {"numbers": sorted(found)}):
+                found[row.connection_number][row.field] = row.ciphertext
+        return [found[number] for number in numbers]
 
     # -- update, delete -----------------------------------------------------------------------
 
@@ -296,15 +307,15 @@ class ConnectionRepository:
 
         Secrets: the fields in `dropped` are deleted, then `sealed` inserted; the others are kept.
         """
-        values = {
-            **_spec_columns(spec, masked_uri),
-            "updated_at": now,
-            "version": current.version + 1,
-            **_as_read(current),
-        }
+        columns = {**_spec_columns(spec, masked_uri), "updated_at": now, "version": current.version + 1}
         try:
+            if self._updates is not None:
+                removed = sorted(set(dropped) - set(sealed))  # the re-sealed ones are upserted
+                pending = PendingUpdate(current.number, columns, _secret_rows(sealed), removed)
+                stored = await self._updates.write(pending)
+                return None if stored is None else _to_connection(stored._mapping)
             async with self._write() as conn:
-                row = (await conn.execute(_REPLACE_IF_UNCHANGED, values)).first()
+                row = (await conn.execute(_REPLACE_IF_UNCHANGED, columns | _as_read(current))).first()
                 if row is None:
                     return None
                 if dropped:
@@ -422,6 +433,9 @@ _DROP_SECRETS = delete(connection_secrets).where(
 # a PostgreSQL without statistics (autovacuum off, or a fresh restore) walked the tenant's partial
 # index and filtered every row of the tenant (~34 ms at 100,000 rows instead of ~0.1 ms).
 _BY_IDS = select(connections).where(connections.c.id.in_(bindparam("ids", expanding=True)))
+_SECRETS_OF = select(
+    connection_secrets.c.connection_number, connection_secrets.c.field, connection_secrets.c.ciphertext
+).where(connection_secrets.c.connection_number.in_(bindparam("numbers", expanding=True)))
 _BY_NUMBER = select(connections).where(connections.c.number == bindparam("number"))  # likewise, the key
 
 
