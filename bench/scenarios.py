@@ -101,11 +101,12 @@ def create(api: Api, tag: str, ids: list[str]) -> Call:
     return call
 
 
-def get_by_id(api: Api, ids: Sequence[str], seed: int = 7) -> Call:
+def get_by_id(api: Api, ids: Sequence[str | int], collection: str = CONNECTIONS, seed: int = 7) -> Call:
+    """GET `collection`/<one of ids>, the ids drawn at random (the same draw each run)."""
     chooser = random.Random(seed)
 
     async def call(_number: int) -> str | None:
-        status, _ = await api.get(f"{CONNECTIONS}/{chooser.choice(ids)}")
+        status, _ = await api.get(f"{collection}/{chooser.choice(ids)}")
         return expect(status, 200)
 
     return call
@@ -201,16 +202,6 @@ def chartbrew_create(api: Api, tag: str, numbers: list[int]) -> Call:
         status, raw = await api.send("POST", chartbrew_connections(CHARTBREW_TEAM), body, {})
         if status == 200:
             numbers.append(int(orjson.loads(raw)["id"]))
-        return expect(status, 200)
-
-    return call
-
-
-def chartbrew_get(api: Api, numbers: Sequence[int], seed: int = 7) -> Call:
-    chooser = random.Random(seed)
-
-    async def call(_number: int) -> str | None:
-        status, _ = await api.get(f"{chartbrew_connections(CHARTBREW_TEAM)}/{chooser.choice(numbers)}")
         return expect(status, 200)
 
     return call

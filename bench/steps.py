@@ -242,7 +242,8 @@ class StoreRun:
         """The shared operations through the Chartbrew dialect, and the whole-team list it loads."""
         numbers: list[int] = []
         await self.measure("cb_create", scenarios.chartbrew_create(self.api, "m", numbers))
-        await self.measure("cb_get", scenarios.chartbrew_get(self.api, numbers))
+        team = scenarios.chartbrew_connections(scenarios.CHARTBREW_TEAM)
+        await self.measure("cb_get", scenarios.get_by_id(self.api, numbers, team))
         await self.measure("cb_put", scenarios.chartbrew_put(self.api, numbers))
         team_rows = min(CHARTBREW_LIST_ROWS, self.options.rows)
         maker = self._maker(scenarios.CHARTBREW_LIST_TEAM, "cbl")
