@@ -70,14 +70,14 @@ def test_the_store_has_no_statistics_of_its_rows(unanalyzed_store: psycopg.Conne
 
 def test_get_by_id_uses_the_id_index(unanalyzed_store: psycopg.Connection[Any]) -> None:
     connection_id, _ = some_row(unanalyzed_store)
-    statement = repository._BY_IDS.params(ids=[connection_id])
+    statement = repository._BY_IDS.params(keys=[connection_id])
     found = plan(unanalyzed_store, statement)
     assert "connections_id_key" in found and "Seq Scan" not in found, found
 
 
 def test_get_by_number_uses_the_primary_key(unanalyzed_store: psycopg.Connection[Any]) -> None:
     _, number = some_row(unanalyzed_store)
-    found = plan(unanalyzed_store, repository._BY_NUMBER.params(number=number))
+    found = plan(unanalyzed_store, repository._BY_NUMBERS.params(keys=[number]))
     assert "connections_pkey" in found and "Seq Scan" not in found, found
 
 

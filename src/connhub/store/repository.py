@@ -16,6 +16,7 @@ from collections.abc import Set as AbstractSet
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from functools import partial
 from typing import Any, TypeGuard
 from uuid import UUID
 
@@ -112,7 +113,10 @@ class ConnectionRepository:
         else:
             batch, in_flight = 1, sys.maxsize
         self._gets: Batcher[tuple[str, UUID], Connection | None] = Batcher(
-            self._get_batch, max_batch=batch, max_in_flight=in_flight
+            partial(self._get_batch, _BY_IDS, "id"), max_batch=batch, max_in_flight=in_flight
+        )
+        self._gets_by_number: Batcher[tuple[str, int], Connection | None] = Batcher(
+            partial(self._get_batch, _BY_NUMBERS, "number"), max_batch=batch, max_in_flight=in_flight
         )
         self._secret_reads: Batcher[int, dict[str, bytes]] = Batcher(
             self._secrets_batch, max_batch=batch, max_in_flight=in_flight
@@ -224,21 +228,24 @@ class ConnectionRepository:
             raise NotFound("connection not found")
         return found
 
-    async def _get_batch(self, keys: list[tuple[str, UUID]]) -> list[Connection | Exception | None]:
+    async def _get_batch(
+        self, statement: Select[Any], key: str, wanted: list[tuple[str, Any]]
+    ) -> list[Connection | Exception | None]:
+        """The connections of `wanted` (tenant, key value) pairs, read by `statement` in one SELECT."""
         async with self._read() as conn:
-            rows = {row.id: row for row in await conn.execute(_BY_IDS, {"ids": sorted({key for _, key in keys})})}
+            keys = sorted({value for _, value in wanted})
+            rows = {getattr(row, key): row for row in await conn.execute(statement, {"keys": keys})}
         found: list[Connection | Exception | None] = []
-        for tenant, connection_id in keys:
-            row = rows.get(connection_id)  # per request: a batch may hold several tenants' gets
+        for tenant, value in wanted:
+            row = rows.get(value)  # per request: a batch may hold several tenants' gets
             found.append(_to_connection(row._mapping) if _visible(row, tenant) else None)
         return found
 
     async def get_by_number(self, tenant: str, number: int) -> Connection:
-        async with self._read() as conn:
-            row = (await conn.execute(_BY_NUMBER, {"number": number})).first()
-        if not _visible(row, tenant):
+        found = await self._gets_by_number.submit((tenant, number))
+        if found is None:
             raise NotFound("connection not found")
-        return _to_connection(row._mapping)
+        return found
 
     async def get_by_name(self, tenant: str, name: str) -> Connection:
         return await self._one(tenant, connections.c.name_key == normalized_text(name))
@@ -432,11 +439,11 @@ _DROP_SECRETS = delete(connection_secrets).where(
 # By id alone, so the unique index on id is the only plan: with tenant and deleted_at in the WHERE,
 # a PostgreSQL without statistics (autovacuum off, or a fresh restore) walked the tenant's partial
 # index and filtered every row of the tenant (~34 ms at 100,000 rows instead of ~0.1 ms).
-_BY_IDS = select(connections).where(connections.c.id.in_(bindparam("ids", expanding=True)))
+_BY_IDS = select(connections).where(connections.c.id.in_(bindparam("keys", expanding=True)))
 _SECRETS_OF = select(
     connection_secrets.c.connection_number, connection_secrets.c.field, connection_secrets.c.ciphertext
 ).where(connection_secrets.c.connection_number.in_(bindparam("numbers", expanding=True)))
-_BY_NUMBER = select(connections).where(connections.c.number == bindparam("number"))  # likewise, the key
+_BY_NUMBERS = select(connections).where(connections.c.number.in_(bindparam("keys", expanding=True)))  # likewise
 
 
 def _visible(row: Row[Any] | None, tenant: str) -> TypeGuard[Row[Any]]:
