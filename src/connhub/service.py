@@ -338,8 +338,13 @@ class ConnectionService:
 
     # -- keys ---------------------------------------------------------------------------------
 
-    async def rotate_keys(self, batch_size: int = 500) -> RotationResult:
-        """Re-seal every secret under the active key, batch by batch; safe to interrupt and rerun."""
+    async def rotate_keys(
+        self, batch_size: int = 500, progress: Callable[[RotationResult], None] | None = None
+    ) -> RotationResult:
+        """Re-seal every secret under the active key, batch by batch; safe to interrupt and rerun.
+
+        `progress` gets the counts so far after each batch.
+        """
         active = self.key_ring.active_id
         resealed: dict[str, int] = {}
         unreadable: dict[str, int] = {}
@@ -355,6 +360,8 @@ class ConnectionService:
                 if await self.repository.reseal(secret, active, self.key_ring.seal(plaintext, binding)):
                     resealed[secret.key_id] = resealed.get(secret.key_id, 0) + 1
             after = (batch[-1].connection_number, batch[-1].field)
+            if progress is not None:
+                progress(RotationResult(resealed, unreadable, active))
         return RotationResult(resealed, unreadable, active)
 
     async def missing_key_ids(self) -> list[str]:

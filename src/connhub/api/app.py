@@ -11,9 +11,9 @@ from starlette.responses import Response
 
 from connhub import __version__
 from connhub.api import chartbrew, errors, ops, reporter
+from connhub.api.access import RequestLog
 from connhub.api.auth import Authenticator
 from connhub.api.http import BodyLimit, BodyTooLarge, Hub, UnsupportedMediaType
-from connhub.api.metrics import RequestMetrics
 from connhub.api.openapi import install_openapi
 from connhub.api.responses import Json
 from connhub.config import Settings
@@ -85,8 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reporter.router)
     app.include_router(chartbrew.router)
     install_openapi(app)
-    app.add_middleware(RequestMetrics)
     app.add_middleware(BodyLimit)
+    app.add_middleware(RequestLog)  # outermost: its id and access line cover the body limit's 413 too
     return app
 
 

@@ -10,6 +10,7 @@ import orjson
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from connhub.api.access import TENANT_KEY
 from connhub.api.auth import READ, WRITE, Authenticator, Principal
 from connhub.api.errors import http_problem
 from connhub.config import Settings
@@ -45,6 +46,7 @@ def hub(request: Request) -> Hub:
 def authorize(request: Request, scope: str) -> Principal:
     """The request's principal, if it holds `scope` (else Unauthorized / Forbidden)."""
     principal = hub(request).auth.principal(request)
+    request.scope[TENANT_KEY] = principal.tenant  # for the access line
     principal.require(scope)
     return principal
 

@@ -32,7 +32,7 @@ READINESS = {
 
 @router.get(
     "/readyz",
-    summary="Readiness: the store answers and every key in use is loaded",
+    summary="Readiness: the store answers at this version's schema and every key in use is loaded",
     responses={
         200: {"description": "Ready", "content": {"application/json": {"schema": READINESS}}},
         503: {"description": "Not ready (the body says why)", "content": {"application/json": {"schema": READINESS}}},
@@ -41,18 +41,24 @@ READINESS = {
 async def readyz(request: Request) -> Json:
     service = hub(request).service
     checks: dict[str, object] = {}
+    problems: list[str] = []
     try:
         await hub(request).repository.ping()
-        missing = await service.missing_key_ids()
         checks["store"] = "ok"
+        behind = await hub(request).repository.revision.behind()
+        checks["schema"] = "behind" if behind else "ok"
+        problems += [f"schema behind: {behind}"] if behind else []
+        # An older schema cannot answer the key query (nor any other): only ask at the current one.
+        missing = [] if behind else await service.missing_key_ids()
         checks["keys"] = "ok" if not missing else {"missing": missing}
+        if missing:
+            problems.append("stored secrets are sealed under key id(s) not loaded: " + ", ".join(missing))
     except StoreUnavailable:
         checks["store"] = "unavailable"
-        missing = []
-    ready = checks["store"] == "ok" and not missing
+    ready = checks["store"] == "ok" and not problems
     body = {"status": "ready" if ready else "unready", "checks": checks}
-    if missing:
-        body["message"] = "stored secrets are sealed under key id(s) not loaded: " + ", ".join(missing)
+    if problems:
+        body["message"] = "; ".join(problems)
     return Json(body, status_code=200 if ready else 503)
 
 
