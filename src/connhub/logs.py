@@ -48,18 +48,18 @@ class UvicornLines(logging.Filter):
         return True
 
 
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter of every line: `json` (one object a line) or `text`."""
+    if log_format == "json":
+        from pythonjsonlogger.orjson import OrjsonFormatter
+
+        # Extra fields of a record (the access line's method, route...) become keys of their own.
+        return OrjsonFormatter(list(JSON_FIELDS), rename_fields=JSON_RENAMES, timestamp="time")  # ISO 8601, UTC
+    return logging.Formatter(TEXT_FORMAT)
+
+
 def logging_config(level: str, log_format: str) -> dict[str, Any]:
     """The `logging.config.dictConfig` of a connhub process; uvicorn applies it in every worker."""
-    formatter: dict[str, Any] = (
-        {
-            "()": "pythonjsonlogger.orjson.OrjsonFormatter",
-            "fmt": list(JSON_FIELDS),
-            "rename_fields": JSON_RENAMES,
-            "timestamp": "time",  # ISO 8601, UTC
-        }
-        if log_format == "json"
-        else {"format": TEXT_FORMAT}
-    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -67,7 +67,7 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
             "request_id": {"()": RequestIdField},
             "uvicorn": {"()": UvicornLines},
         },
-        "formatters": {"connhub": formatter},
+        "formatters": {"connhub": {"()": formatter, "log_format": log_format}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
