@@ -239,3 +239,64 @@ def test_serve_writes_json_lines_for_every_logger(tmp_path: Path) -> None:
     access = [record for record in records if record["logger"] == "connhub.access"]
     assert {"method", "route", "status", "durationMs", "tenant", "requestId"} <= set(access[0])
     assert access[0]["route"] == "/health"
+
+
+async def _store_with_secrets_under(url: str, tmp_path: Path, keys: str, count: int) -> None:
+    from connhub.config import Settings
+    from tests.conftest import PRODUCT, client_for, seed_body
+
+    migrate(url)
+    settings = Settings(database_url=url, encryption_keys=keys, data_dir=tmp_path / "data")
+    async with client_for(settings) as http:
+        for number in range(count):
+            created = await http.post("/v1/management/connections", json=seed_body(configName=f"rot-{number}"),
+                                      headers=PRODUCT)  # fmt: skip
+            assert created.status_code == 201
+
+
+async def test_keys_rotate_prints_plain_lines_off_a_terminal_and_a_count_per_key(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'rotate.db'}"
+    old, new = new_key_entry("old"), new_key_entry("new")
+    await _store_with_secrets_under(url, tmp_path, old, 3)
+    env = {"CONNHUB_DATABASE_URL": url, "CONNHUB_ENCRYPTION_KEYS": f"{new},{old}"}
+    result = connhub("keys", "rotate", "--batch-size", "2", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout
+    assert result.stdout.splitlines() == [
+        "3 secret(s) to re-encrypt",
+        "re-encrypted 3/3",
+        "active key: new",
+        "re-encrypted 3 secret(s) from key old",
+    ]
+
+
+async def test_keys_rotate_shows_a_counter_in_place_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    url = f"sqlite:///{tmp_path / 'rotate.db'}"
+    old, new = new_key_entry("old"), new_key_entry("new")
+    await _store_with_secrets_under(url, tmp_path, old, 3)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CONNHUB_")}
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "connhub.cli", "keys", "rotate", "--batch-size", "1"],
+        cwd=tmp_path,
+        env={**clean, "CONNHUB_DATABASE_URL": url, "CONNHUB_ENCRYPTION_KEYS": f"{new},{old}"},
+        stdout=follower,
+        stderr=subprocess.PIPE,
+    )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0
+    text = shown.decode()
+    assert "\rre-encrypting: 1/3" in text and "\rre-encrypting: 3/3" in text
+    assert "re-encrypted 3 secret(s) from key old" in text
