@@ -73,7 +73,12 @@ class RequestLog:
                 _access_line(method, route, status, elapsed * 1000, scope.get(TENANT_KEY, "-"), rid)
 
 
+ACCESS_FORMAT = "%s %s %d %.2f ms tenant=%s requestId=%s"
+
+
 def _access_line(method: str, route: str, status: int, duration_ms: float, tenant: str, rid: str) -> None:
+    """The record made and handed over directly: Logger.info would also walk the stack for the
+    caller's file and line (a quarter of the line's cost), which an access line does not need."""
     fields = {
         "method": method,
         "route": route,
@@ -82,6 +87,5 @@ def _access_line(method: str, route: str, status: int, duration_ms: float, tenan
         "tenant": tenant,
         "requestId": rid,
     }
-    ACCESS.info(
-        "%s %s %d %.2f ms tenant=%s requestId=%s", method, route, status, duration_ms, tenant, rid, extra=fields
-    )
+    args = (method, route, status, duration_ms, tenant, rid)
+    ACCESS.handle(ACCESS.makeRecord(ACCESS.name, logging.INFO, __file__, 0, ACCESS_FORMAT, args, None, extra=fields))
