@@ -13,6 +13,7 @@ from connhub import __version__
 from connhub.api import chartbrew, errors, ops, reporter
 from connhub.api.access import RequestLog
 from connhub.api.auth import Authenticator
+from connhub.api.docs import install_docs
 from connhub.api.http import BodyLimit, BodyTooLarge, Hub, UnsupportedMediaType
 from connhub.api.openapi import install_openapi
 from connhub.api.responses import Json
@@ -76,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="An organization's database connections: stored safely, tested live, described.",
         lifespan=lifespan,
         default_response_class=Json,
+        docs_url=None,  # api/docs.py serves /docs and /redoc from local assets
+        redoc_url=None,
     )
     app.state.hub = hub
     errors.install(app)
@@ -84,7 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(reporter.router)
     app.include_router(chartbrew.router)
-    install_openapi(app)
+    install_openapi(app, bearer=settings.auth == "jwt")
+    install_docs(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestLog)  # outermost: its id and access line cover the body limit's 413 too
     return app

@@ -26,7 +26,13 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": Problem, "description": "Error"} for status in statuses}
 
 
-def install_openapi(app: FastAPI) -> None:
+BEARER = "bearerAuth"
+PUBLIC_TAG = "Operations"  # /health, /readyz, /metrics, /version: no token needed (api/ops.py)
+
+
+def install_openapi(app: FastAPI, bearer: bool = False) -> None:
+    """`bearer`: auth is on (CONNHUB_AUTH=jwt), so every operation but the public ones needs a token."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -35,6 +41,8 @@ def install_openapi(app: FastAPI) -> None:
         )
         components = document.setdefault("components", {}).setdefault("schemas", {})
         _drop_framework_422(document, components)
+        if bearer:
+            _require_bearer(document)
         for name, model in _BODIES.items():
             schema = model.model_json_schema(ref_template=REF, by_alias=True)
             components.update(schema.pop("$defs", {}))
@@ -43,6 +51,24 @@ def install_openapi(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _require_bearer(document: dict[str, Any]) -> None:
+    """A bearer JWT on every operation that checks one, so /docs offers a place to paste it. Only
+    declared when auth is on: with it off no operation needs a token, and saying so would be false."""
+    document["components"]["securitySchemes"] = {
+        BEARER: {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A JWT whose tenant claim (CONNHUB_JWT_TENANT_CLAIM) names the organization, "
+            "with the connections:read and/or connections:write scope",
+        }
+    }
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if PUBLIC_TAG not in operation.get("tags", ()):
+                operation["security"] = [{BEARER: []}]
 
 
 def _drop_framework_422(document: dict[str, Any], components: dict[str, Any]) -> None:

@@ -8,10 +8,11 @@ from starlette.responses import Response
 
 from connhub import __version__
 from connhub.api.http import hub
+from connhub.api.openapi import PUBLIC_TAG
 from connhub.api.responses import Json
 from connhub.domain.errors import StoreUnavailable
 
-router = APIRouter(tags=["Operations"])
+router = APIRouter(tags=[PUBLIC_TAG])  # openapi.py: no bearer token on these
 
 
 @router.get("/health", summary="Liveness")

@@ -1,0 +1,48 @@
+"""/docs and /redoc work offline (every asset from Connhub itself); the OpenAPI says where a token goes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from connhub.config import Settings
+from tests.conftest import client_for
+
+PUBLIC = {"/health", "/readyz", "/metrics", "/version"}
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_the_docs_pages_reference_only_local_assets_that_answer(
+    sqlite_client: httpx.AsyncClient, page: str
+) -> None:
+    html = (await sqlite_client.get(page)).text
+    assert "http://" not in html and "https://" not in html and "//cdn" not in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert assets and all(asset.startswith("/docs/assets/") for asset in assets), assets
+    for asset in assets:
+        answer = await sqlite_client.get(asset)
+        assert answer.status_code == 200 and len(answer.content) > 1000, asset
+    assert "/openapi.json" in html
+
+
+async def test_a_bearer_token_is_asked_for_where_one_is_checked(
+    sqlite_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(sqlite_url, auth="jwt", jwt_secret="s" * 40)
+    async with client_for(settings) as http:
+        document = (await http.get("/openapi.json")).json()
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer" and scheme["bearerFormat"] == "JWT"
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            wanted = None if path in PUBLIC else [{"bearerAuth": []}]
+            assert operation.get("security") == wanted, (method, path)
+
+
+async def test_without_auth_no_operation_claims_to_need_a_token(sqlite_client: httpx.AsyncClient) -> None:
+    document = (await sqlite_client.get("/openapi.json")).json()
+    assert "securitySchemes" not in document.get("components", {})
+    assert not any("security" in op for operations in document["paths"].values() for op in operations.values())
