@@ -46,3 +46,17 @@ async def test_without_auth_no_operation_claims_to_need_a_token(sqlite_client: h
     document = (await sqlite_client.get("/openapi.json")).json()
     assert "securitySchemes" not in document.get("components", {})
     assert not any("security" in op for operations in document["paths"].values() for op in operations.values())
+
+
+async def test_every_error_answer_of_every_operation_has_an_example_body(sqlite_client: httpx.AsyncClient) -> None:
+    document = (await sqlite_client.get("/openapi.json")).json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            errors = {status: answer for status, answer in operation["responses"].items() if status >= "400"}
+            if path not in PUBLIC:
+                assert "400" in errors or "401" in errors, (method, path)  # a request can always be refused
+            for status, answer in errors.items():
+                example = answer.get("content", {}).get("application/json", {}).get("example")
+                if path == "/readyz":  # its 503 is the readiness body, not an error
+                    continue
+                assert example and {"code", "title", "message", "requestId"} <= set(example), (method, path, status)

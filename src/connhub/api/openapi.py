@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
@@ -22,8 +24,48 @@ def json_body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses` documenting error statuses in the JSON error shape."""
-    return {status: {"model": Problem, "description": "Error"} for status in statuses}
+    """`responses` documenting error statuses in the JSON error shape, each with an example body."""
+    return {
+        status: {
+            "model": Problem,
+            "description": str(example_error(status)["title"]),
+            "content": {"application/json": {"example": example_error(status)}},
+        }
+        for status in statuses
+    }
+
+
+EXAMPLE_REQUEST_ID = "4f6c0a1e9b2d4e7f8a3c5b6d7e8f9a0b"
+
+
+@cache
+def example_error(status: int) -> dict[str, Any]:
+    """The body Connhub answers with for `status`, rendered by the one error mapping (api/errors.py)."""
+    from connhub.api import errors as mapping
+    from connhub.domain import errors as domain
+    from connhub.domain.reports import ErrorCategory, failure_report
+
+    report = failure_report(ErrorCategory.AUTH_FAILED, 'password authentication failed for user "dbuser"', 41.7)
+    raised: dict[int, domain.ConnhubError] = {
+        400: domain.ValidationFailed({"port": "must be an integer from 1 to 65535"}),
+        401: domain.Unauthorized("a bearer token is required (Authorization: Bearer <token>)"),
+        403: domain.Forbidden("the token lacks the connections:write scope"),
+        404: domain.NotFound("connection not found"),
+        409: domain.NameTaken("a connection named 'production-db' already exists"),
+        412: domain.PreconditionFailed("the connection changed since it was read (ETag mismatch)"),
+        422: domain.TestFailed("the connection test failed; nothing was stored", report),
+        429: domain.RateLimited("at most 10 tests a minute per connection", 42),
+        503: domain.StoreUnavailable("the connection store is not answering; try again shortly"),
+    }
+    framework = {
+        405: "Method Not Allowed",
+        413: "the request body must be at most 1048576 bytes",
+        415: "the request body must be JSON (Content-Type: application/json)",
+    }
+    error = raised.get(status)
+    answer = mapping.render(error) if error else mapping.http_problem(status, framework.get(status, "request failed"))
+    body: dict[str, Any] = orjson.loads(answer.body)
+    return {**body, "requestId": EXAMPLE_REQUEST_ID}
 
 
 BEARER = "bearerAuth"
