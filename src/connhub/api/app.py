@@ -10,8 +10,10 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from connhub import __version__
-from connhub.api import chartbrew, errors, ops, reporter
+from connhub.api import errors, ops
 from connhub.api.auth import Authenticator
+from connhub.api.dialects.chartbrew import routes as chartbrew
+from connhub.api.dialects.reporter import routes as reporter
 from connhub.api.http import BodyLimit, BodyTooLarge, Hub, UnsupportedMediaType
 from connhub.api.metrics import RequestMetrics
 from connhub.api.openapi import install_openapi

@@ -1,0 +1,309 @@
+"""The Chartbrew dialect's routes: /team/{team_id}/connections (SPEC.md section 5).
+
+Thin: read the request, translate it (translate.py), call the service, answer. `{team_id}` is the
+tenant (tenancy.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.exceptions import HTTPException
+
+from connhub.api.dialects.chartbrew.shapes import (
+    CERTIFICATE_FILES_BODY,
+    ChartbrewConnection,
+    ChartbrewConnectionInput,
+    ChartbrewTestResult,
+    DuplicateInput,
+    Removed,
+)
+from connhub.api.dialects.chartbrew.tenancy import ConnectionNumber, TeamReader, TeamWriter
+from connhub.api.dialects.chartbrew.translate import (
+    PEM_FIELDS,
+    UNSAVED_NAME,
+    canonical_fields,
+    duplicate_name,
+    in_chartbrew_terms,
+    render,
+    test_answer,
+)
+from connhub.api.http import UPLOAD_BODY_BYTES, BodyTooLarge, hub, json_object
+from connhub.api.openapi import errors, json_body
+from connhub.api.responses import Json
+from connhub.domain.connection import Connection
+from connhub.domain.errors import TestFailed, ValidationFailed
+from connhub.domain.listing import parse_list_query
+from connhub.domain.reports import Table
+from connhub.service import ConnectionService
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
+router = APIRouter(tags=["Connections (Chartbrew)"])
+TEAM = "/team/{team_id}/connections"
+ONE = TEAM + "/{connection_id}"
+MAX_FILE_BYTES = 1024 * 1024
+
+
+def one(connection: Connection, request: Request) -> Json:
+    service = hub(request).service
+    return Json(render(connection, service.schema_cache.get(connection)))
+
+
+@router.post(
+    TEAM,
+    summary="Create a connection",
+    openapi_extra=json_body(ChartbrewConnectionInput),
+    responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 409, 413, 415, 503)},
+)
+async def create(request: Request, principal: TeamWriter) -> Json:
+    fields = canonical_fields(await json_object(request))
+    with in_chartbrew_terms():
+        created = await hub(request).service.create(principal.tenant, fields, None)
+    return one(created, request)
+
+
+@router.get(
+    TEAM,
+    summary="List the team's connections, newest first",
+    responses={200: {"model": list[ChartbrewConnection]}, **errors(400, 401, 403, 503)},
+)
+async def list_connections(request: Request, principal: TeamReader) -> Json:
+    service = hub(request).service
+    params = {"limit": "1000", "sortBy": "createdAt", "sortOrder": "desc"}
+    items: list[dict[str, Any]] = []
+    while True:
+        page = await service.list_connections(principal.tenant, parse_list_query(params, {}, None))
+        items.extend(render(connection, service.schema_cache.get(connection)) for connection in page.items)
+        if page.next_cursor is None:
+            return Json(items)
+        params["cursor"] = page.next_cursor
+
+
+@router.get(
+    ONE,
+    summary="Get a connection",
+    responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 503)},
+)
+async def get(request: Request, principal: TeamReader, connection_id: ConnectionNumber) -> Json:
+    return one(await hub(request).service.get_by_number(principal.tenant, connection_id), request)
+
+
+@router.put(
+    ONE,
+    summary="Update a connection (partial, as Chartbrew: absent keeps, null clears)",
+    openapi_extra=json_body(ChartbrewConnectionInput),
+    responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 409, 413, 415, 503)},
+)
+async def update(request: Request, principal: TeamWriter, connection_id: ConnectionNumber) -> Json:
+    service = hub(request).service
+    current = await service.get_by_number(principal.tenant, connection_id)
+    patch = canonical_fields(await json_object(request), current)
+    with in_chartbrew_terms():
+        updated = await service.update(principal.tenant, current, patch)
+    return one(updated, request)
+
+
+@router.delete(
+    ONE,
+    summary="Delete a connection (soft: its secrets are wiped)",
+    responses={200: {"model": Removed}, **errors(400, 401, 403, 404, 503)},
+)
+async def delete(request: Request, principal: TeamWriter, connection_id: ConnectionNumber) -> Json:
+    service = hub(request).service
+    await service.delete(principal.tenant, await service.get_by_number(principal.tenant, connection_id))
+    return Json({"removed": True})
+
+
+@router.get(
+    ONE + "/test",
+    summary="Test a stored connection; on success also read its schema",
+    responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 404, 429, 503)},
+)
+async def test_saved(request: Request, principal: TeamWriter, connection_id: ConnectionNumber) -> Json:
+    service = hub(request).service
+    connection = await service.get_by_number(principal.tenant, connection_id)
+    report = await service.test_saved(principal.tenant, connection)
+    tables = await _tables_or_none(service, principal.tenant, connection) if report.ok else None
+    return Json(test_answer(report, tables))
+
+
+async def _tables_or_none(service: ConnectionService, tenant: str, connection: Connection) -> list[Table] | None:
+    """The schema after a successful test; None if reading it failed (the test still succeeded)."""
+    try:
+        return await service.schema(tenant, connection)
+    except TestFailed:
+        return None
+
+
+@router.post(
+    TEAM + "/{type}/test",
+    summary="Test an unsaved connection of this type (nothing is stored)",
+    openapi_extra=json_body(ChartbrewConnectionInput),
+    responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 413, 415)},
+)
+async def test_unsaved(request: Request, principal: TeamWriter, type: str) -> Json:
+    body = {**await json_object(request), "type": type}
+    body["name"] = body.get("name") or UNSAVED_NAME
+    fields = canonical_fields(body)
+    with in_chartbrew_terms():
+        report = await hub(request).service.test_unsaved(fields)
+    return Json(test_answer(report))
+
+
+@router.post(
+    ONE + "/files",
+    summary="Upload PEM files (multipart sslCa, sslCert, sslKey; 1 MiB each), stored encrypted",
+    openapi_extra=CERTIFICATE_FILES_BODY,
+    responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 413, 415, 503)},
+)
+async def upload_files(request: Request, principal: TeamWriter, connection_id: ConnectionNumber) -> Json:
+    service = hub(request).service
+    connection = await service.get_by_number(principal.tenant, connection_id)
+    pems = {PEM_FIELDS[name]: text for name, text in (await read_certificate_files(request)).items()}
+    with in_chartbrew_terms():
+        updated = await service.attach_ssl_files(principal.tenant, connection, pems)
+    return one(updated, request)
+
+
+@router.post(
+    ONE + "/duplicate",
+    summary="Copy a connection, secrets and files included, under a new name",
+    openapi_extra=json_body(DuplicateInput, required=False),
+    responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 409, 413, 415, 503)},
+)
+async def duplicate(request: Request, principal: TeamWriter, connection_id: ConnectionNumber) -> Json:
+    service = hub(request).service
+    source = await service.get_by_number(principal.tenant, connection_id)
+    name = duplicate_name(await _optional_json(request), source)
+    with in_chartbrew_terms():
+        copy = await service.duplicate(principal.tenant, source, name)
+    return one(copy, request)
+
+
+async def _optional_json(request: Request) -> dict[str, Any]:
+    """A JSON object body, or {} when none was sent (the name is optional)."""
+    if not request.headers.get("content-type") and not await request.body():
+        return {}
+    return await json_object(request)
+
+
+# -- certificate files --------------------------------------------------------------------------
+
+
+async def read_certificate_files(request: Request) -> dict[str, str]:
+    """The PEM texts of a multipart body by Chartbrew field name, parsed in memory.
+
+    Starlette's form parser spools large files to a temporary file; certificate material must
+    never touch the local disk, so the (bounded) body is parsed here instead.
+    """
+    boundary = _multipart_boundary(request.headers.get("content-type", ""))
+    try:
+        raw = await request.body()
+    except BodyTooLarge:
+        raise HTTPException(413, f"the request body must be at most {UPLOAD_BODY_BYTES} bytes") from None
+    parts = _multipart_parts(raw, boundary)
+    return _pem_texts(parts)
+
+
+def _multipart_boundary(content_type: str) -> bytes:
+    kind, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise HTTPException(415, "the request body must be multipart/form-data with sslCa, sslCert, sslKey")
+    return boundary
+
+
+class _PartCollector:
+    """python-multipart callbacks that keep each part's name and bytes in memory."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[str, bytearray]] = []
+        self.ended = False
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._name = ""
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": self._field,
+            "on_header_value": self._value,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._data,
+            "on_end": self._end,
+        }
+
+    def _begin(self) -> None:
+        self._name = ""
+
+    def _field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field.extend(data[start:end])
+
+    def _value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value.extend(data[start:end])
+
+    def _header_end(self) -> None:
+        if bytes(self._header_field).lower() == b"content-disposition":
+            _, params = parse_options_header(bytes(self._header_value))
+            self._name = params.get(b"name", b"").decode("utf-8", "replace")
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        self.parts.append((self._name, bytearray()))
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        self.parts[-1][1].extend(data[start:end])
+
+    def _end(self) -> None:
+        self.ended = True
+
+
+def _multipart_parts(raw: bytes, boundary: bytes) -> list[tuple[str, bytearray]]:
+    collector = _PartCollector()
+    try:
+        parser = MultipartParser(boundary, collector.callbacks())
+        parser.write(raw)
+        parser.finalize()
+    except (MultipartParseError, ValueError):
+        raise ValidationFailed({"body": "is not a well-formed multipart/form-data body"}) from None
+    if not collector.ended:
+        raise ValidationFailed({"body": "is not a well-formed multipart/form-data body"})
+    return collector.parts
+
+
+def _pem_texts(parts: list[tuple[str, bytearray]]) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    for name, content in parts:
+        if name not in PEM_FIELDS:
+            problems[name[:100] or "body"] = "unknown field: send sslCa, sslCert or sslKey"
+        elif name in texts:
+            problems[name] = "sent more than once"
+        elif len(content) > MAX_FILE_BYTES:
+            raise HTTPException(413, f"{name} must be at most {MAX_FILE_BYTES} bytes")
+        else:
+            texts[name] = _pem_text(name, bytes(content), problems)
+    if not parts:
+        problems["body"] = "send at least one of sslCa, sslCert, sslKey"
+    if problems:
+        raise ValidationFailed(problems)
+    return texts
+
+
+def _pem_text(name: str, content: bytes, problems: dict[str, str]) -> str:
+    """The file as text; whether it is the right kind of PEM is the domain's call."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        problems[name] = "must be a PEM text file (a DER or other binary file is not accepted)"
+        return ""
+    if not text.strip():
+        problems[name] = "is empty"
+    return text
