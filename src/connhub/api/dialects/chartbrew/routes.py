@@ -6,12 +6,9 @@ tenant (tenancy.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.exceptions import HTTPException
 
 from connhub.api.dialects.chartbrew.shapes import (
     CERTIFICATE_FILES_BODY,
@@ -23,30 +20,29 @@ from connhub.api.dialects.chartbrew.shapes import (
 )
 from connhub.api.dialects.chartbrew.tenancy import ConnectionNumber, TeamReader, TeamWriter
 from connhub.api.dialects.chartbrew.translate import (
+    MAX_FILE_BYTES,
     PEM_FIELDS,
     UNSAVED_NAME,
     canonical_fields,
     duplicate_name,
     in_chartbrew_terms,
+    pem_texts,
     render,
     test_answer,
 )
-from connhub.api.http import UPLOAD_BODY_BYTES, BodyTooLarge, hub, json_object
+from connhub.api.http import hub, json_object
+from connhub.api.multipart import read_parts
 from connhub.api.openapi import errors, json_body
 from connhub.api.responses import Json
 from connhub.domain.connection import Connection
-from connhub.domain.errors import TestFailed, ValidationFailed
+from connhub.domain.errors import TestFailed
 from connhub.domain.listing import parse_list_query
 from connhub.domain.reports import Table
 from connhub.service import ConnectionService
 
-if TYPE_CHECKING:
-    from python_multipart.multipart import MultipartCallbacks
-
 router = APIRouter(tags=["Connections (Chartbrew)"])
 TEAM = "/team/{team_id}/connections"
 ONE = TEAM + "/{connection_id}"
-MAX_FILE_BYTES = 1024 * 1024
 
 
 def one(connection: Connection, request: Request) -> Json:
@@ -164,7 +160,7 @@ async def test_unsaved(request: Request, principal: TeamWriter, type: str) -> Js
 async def upload_files(request: Request, principal: TeamWriter, connection_id: ConnectionNumber) -> Json:
     service = hub(request).service
     connection = await service.get_by_number(principal.tenant, connection_id)
-    pems = {PEM_FIELDS[name]: text for name, text in (await read_certificate_files(request)).items()}
+    pems = pem_texts(await read_parts(request, tuple(PEM_FIELDS), MAX_FILE_BYTES))
     with in_chartbrew_terms():
         updated = await service.attach_ssl_files(principal.tenant, connection, pems)
     return one(updated, request)
@@ -191,119 +187,3 @@ async def _optional_json(request: Request) -> dict[str, Any]:
         return {}
     return await json_object(request)
 
-
-# -- certificate files --------------------------------------------------------------------------
-
-
-async def read_certificate_files(request: Request) -> dict[str, str]:
-    """The PEM texts of a multipart body by Chartbrew field name, parsed in memory.
-
-    Starlette's form parser spools large files to a temporary file; certificate material must
-    never touch the local disk, so the (bounded) body is parsed here instead.
-    """
-    boundary = _multipart_boundary(request.headers.get("content-type", ""))
-    try:
-        raw = await request.body()
-    except BodyTooLarge:
-        raise HTTPException(413, f"the request body must be at most {UPLOAD_BODY_BYTES} bytes") from None
-    parts = _multipart_parts(raw, boundary)
-    return _pem_texts(parts)
-
-
-def _multipart_boundary(content_type: str) -> bytes:
-    kind, params = parse_options_header(content_type)
-    boundary = params.get(b"boundary")
-    if kind != b"multipart/form-data" or not boundary:
-        raise HTTPException(415, "the request body must be multipart/form-data with sslCa, sslCert, sslKey")
-    return boundary
-
-
-class _PartCollector:
-    """python-multipart callbacks that keep each part's name and bytes in memory."""
-
-    def __init__(self) -> None:
-        self.parts: list[tuple[str, bytearray]] = []
-        self.ended = False
-        self._header_field = bytearray()
-        self._header_value = bytearray()
-        self._name = ""
-
-    def callbacks(self) -> MultipartCallbacks:
-        return {
-            "on_part_begin": self._begin,
-            "on_header_field": self._field,
-            "on_header_value": self._value,
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": self._data,
-            "on_end": self._end,
-        }
-
-    def _begin(self) -> None:
-        self._name = ""
-
-    def _field(self, data: bytes, start: int, end: int) -> None:
-        self._header_field.extend(data[start:end])
-
-    def _value(self, data: bytes, start: int, end: int) -> None:
-        self._header_value.extend(data[start:end])
-
-    def _header_end(self) -> None:
-        if bytes(self._header_field).lower() == b"content-disposition":
-            _, params = parse_options_header(bytes(self._header_value))
-            self._name = params.get(b"name", b"").decode("utf-8", "replace")
-        self._header_field.clear()
-        self._header_value.clear()
-
-    def _headers_finished(self) -> None:
-        self.parts.append((self._name, bytearray()))
-
-    def _data(self, data: bytes, start: int, end: int) -> None:
-        self.parts[-1][1].extend(data[start:end])
-
-    def _end(self) -> None:
-        self.ended = True
-
-
-def _multipart_parts(raw: bytes, boundary: bytes) -> list[tuple[str, bytearray]]:
-    collector = _PartCollector()
-    try:
-        parser = MultipartParser(boundary, collector.callbacks())
-        parser.write(raw)
-        parser.finalize()
-    except (MultipartParseError, ValueError):
-        raise ValidationFailed({"body": "is not a well-formed multipart/form-data body"}) from None
-    if not collector.ended:
-        raise ValidationFailed({"body": "is not a well-formed multipart/form-data body"})
-    return collector.parts
-
-
-def _pem_texts(parts: list[tuple[str, bytearray]]) -> dict[str, str]:
-    texts: dict[str, str] = {}
-    problems: dict[str, str] = {}
-    for name, content in parts:
-        if name not in PEM_FIELDS:
-            problems[name[:100] or "body"] = "unknown field: send sslCa, sslCert or sslKey"
-        elif name in texts:
-            problems[name] = "sent more than once"
-        elif len(content) > MAX_FILE_BYTES:
-            raise HTTPException(413, f"{name} must be at most {MAX_FILE_BYTES} bytes")
-        else:
-            texts[name] = _pem_text(name, bytes(content), problems)
-    if not parts:
-        problems["body"] = "send at least one of sslCa, sslCert, sslKey"
-    if problems:
-        raise ValidationFailed(problems)
-    return texts
-
-
-def _pem_text(name: str, content: bytes, problems: dict[str, str]) -> str:
-    """The file as text; whether it is the right kind of PEM is the domain's call."""
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        problems[name] = "must be a PEM text file (a DER or other binary file is not accepted)"
-        return ""
-    if not text.strip():
-        problems[name] = "is empty"
-    return text

@@ -76,6 +76,7 @@ CHARTBREW_NAMES = {
 # Values of a stored connection that a PUT may echo back unchanged.
 ECHOABLE = ("configName", "type", "host", "port", "databaseName", "userName", "subType")
 
+MAX_FILE_BYTES = 1024 * 1024  # each uploaded PEM file
 MONGODB_PORT = 27017
 UNSAVED_NAME = "unsaved connection"  # the domain wants a name; a test of an unsaved body has none
 
@@ -307,3 +308,28 @@ def duplicate_name(body: Mapping[str, Any], source: Connection) -> str:
     if problems:
         raise ValidationFailed(problems)
     return name or f"{source.config_name} (copy)"
+
+
+# -- uploaded certificate files -----------------------------------------------------------------
+
+
+def pem_texts(files: Mapping[str, bytes]) -> dict[str, str]:
+    """Uploaded files (by Chartbrew name: sslCa, sslCert, sslKey) as canonical PEM texts (ca, cert, key).
+
+    Only that each is a non-empty text file is checked here; whether it is the right kind of PEM
+    is the domain's call.
+    """
+    texts: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    for name, content in files.items():
+        try:
+            text = content.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            problems[name] = "must be a PEM text file (a DER or other binary file is not accepted)"
+            continue
+        if not text.strip():
+            problems[name] = "is empty"
+        texts[PEM_FIELDS[name]] = text
+    if problems:
+        raise ValidationFailed(problems)
+    return texts
