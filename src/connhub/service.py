@@ -320,6 +320,10 @@ class ConnectionService:
         self.schema_cache.put(connection, tables)
         return tables
 
+    def cached_schema(self, connection: Connection) -> list[Table] | None:
+        """The tables the last test or schema read discovered, while cached; never a live read."""
+        return self.schema_cache.get(connection)
+
     async def validate_schema(
         self, tenant: str, mapped_fields: Mapping[str, Mapping[str, list[str]]]
     ) -> None:

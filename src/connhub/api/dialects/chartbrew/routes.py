@@ -46,8 +46,7 @@ ONE = TEAM + "/{connection_id}"
 
 
 def one(connection: Connection, request: Request) -> Json:
-    service = hub(request).service
-    return Json(render(connection, service.schema_cache.get(connection)))
+    return Json(render(connection, hub(request).service.cached_schema(connection)))
 
 
 @router.post(
@@ -74,7 +73,7 @@ async def list_connections(request: Request, principal: TeamReader) -> Json:
     items: list[dict[str, Any]] = []
     while True:
         page = await service.list_connections(principal.tenant, parse_list_query(params, {}, None))
-        items.extend(render(connection, service.schema_cache.get(connection)) for connection in page.items)
+        items.extend(render(connection, service.cached_schema(connection)) for connection in page.items)
         if page.next_cursor is None:
             return Json(items)
         params["cursor"] = page.next_cursor
