@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from connhub.api.deps import ServiceDep
 from connhub.api.dialects.chartbrew.shapes import (
     CERTIFICATE_FILES_BODY,
     ChartbrewConnection,
@@ -30,7 +31,7 @@ from connhub.api.dialects.chartbrew.translate import (
     render,
     test_answer,
 )
-from connhub.api.http import hub, json_object
+from connhub.api.http import json_object
 from connhub.api.multipart import read_parts
 from connhub.api.openapi import errors, json_body
 from connhub.api.responses import Json
@@ -45,8 +46,8 @@ TEAM = "/team/{team_id}/connections"
 ONE = TEAM + "/{connection_id}"
 
 
-def one(connection: Connection, request: Request) -> Json:
-    return Json(render(connection, hub(request).service.cached_schema(connection)))
+def one(connection: Connection, service: ConnectionService) -> Json:
+    return Json(render(connection, service.cached_schema(connection)))
 
 
 @router.post(
@@ -55,11 +56,11 @@ def one(connection: Connection, request: Request) -> Json:
     openapi_extra=json_body(ChartbrewConnectionInput),
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 409, 413, 415, 503)},
 )
-async def create(request: Request, principal: TeamWriter) -> Json:
+async def create(request: Request, principal: TeamWriter, service: ServiceDep) -> Json:
     fields = canonical_fields(await json_object(request))
     with in_chartbrew_terms():
-        created = await hub(request).service.create(principal.tenant, fields, None)
-    return one(created, request)
+        created = await service.create(principal.tenant, fields, None)
+    return one(created, service)
 
 
 @router.get(
@@ -67,8 +68,7 @@ async def create(request: Request, principal: TeamWriter) -> Json:
     summary="List the team's connections, newest first",
     responses={200: {"model": list[ChartbrewConnection]}, **errors(400, 401, 403, 503)},
 )
-async def list_connections(request: Request, principal: TeamReader) -> Json:
-    service = hub(request).service
+async def list_connections(principal: TeamReader, service: ServiceDep) -> Json:
     params = {"limit": "1000", "sortBy": "createdAt", "sortOrder": "desc"}
     items: list[dict[str, Any]] = []
     while True:
@@ -84,8 +84,8 @@ async def list_connections(request: Request, principal: TeamReader) -> Json:
     summary="Get a connection",
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 503)},
 )
-async def get(request: Request, principal: TeamReader, connection_id: ConnectionNumber) -> Json:
-    return one(await hub(request).service.get_by_number(principal.tenant, connection_id), request)
+async def get(principal: TeamReader, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
+    return one(await service.get_by_number(principal.tenant, connection_id), service)
 
 
 @router.put(
@@ -94,13 +94,12 @@ async def get(request: Request, principal: TeamReader, connection_id: Connection
     openapi_extra=json_body(ChartbrewConnectionInput),
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 409, 413, 415, 503)},
 )
-async def update(request: Request, principal: TeamWriter, connection_id: ConnectionNumber) -> Json:
-    service = hub(request).service
+async def update(request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
     current = await service.get_by_number(principal.tenant, connection_id)
     patch = canonical_fields(await json_object(request), current)
     with in_chartbrew_terms():
         updated = await service.update(principal.tenant, current, patch)
-    return one(updated, request)
+    return one(updated, service)
 
 
 @router.delete(
@@ -108,8 +107,7 @@ async def update(request: Request, principal: TeamWriter, connection_id: Connect
     summary="Delete a connection (soft: its secrets are wiped)",
     responses={200: {"model": Removed}, **errors(400, 401, 403, 404, 503)},
 )
-async def delete(request: Request, principal: TeamWriter, connection_id: ConnectionNumber) -> Json:
-    service = hub(request).service
+async def delete(principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
     await service.delete(principal.tenant, await service.get_by_number(principal.tenant, connection_id))
     return Json({"removed": True})
 
@@ -119,8 +117,7 @@ async def delete(request: Request, principal: TeamWriter, connection_id: Connect
     summary="Test a stored connection; on success also read its schema",
     responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 404, 429, 503)},
 )
-async def test_saved(request: Request, principal: TeamWriter, connection_id: ConnectionNumber) -> Json:
-    service = hub(request).service
+async def test_saved(principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
     connection = await service.get_by_number(principal.tenant, connection_id)
     report = await service.test_saved(principal.tenant, connection)
     tables = await _tables_or_none(service, principal.tenant, connection) if report.ok else None
@@ -141,12 +138,12 @@ async def _tables_or_none(service: ConnectionService, tenant: str, connection: C
     openapi_extra=json_body(ChartbrewConnectionInput),
     responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 413, 415)},
 )
-async def test_unsaved(request: Request, principal: TeamWriter, type: str) -> Json:
+async def test_unsaved(request: Request, principal: TeamWriter, type: str, service: ServiceDep) -> Json:
     body = {**await json_object(request), "type": type}
     body["name"] = body.get("name") or UNSAVED_NAME
     fields = canonical_fields(body)
     with in_chartbrew_terms():
-        report = await hub(request).service.test_unsaved(fields)
+        report = await service.test_unsaved(fields)
     return Json(test_answer(report))
 
 
@@ -156,13 +153,14 @@ async def test_unsaved(request: Request, principal: TeamWriter, type: str) -> Js
     openapi_extra=CERTIFICATE_FILES_BODY,
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 413, 415, 503)},
 )
-async def upload_files(request: Request, principal: TeamWriter, connection_id: ConnectionNumber) -> Json:
-    service = hub(request).service
+async def upload_files(
+    request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep
+) -> Json:
     connection = await service.get_by_number(principal.tenant, connection_id)
     pems = pem_texts(await read_parts(request, tuple(PEM_FIELDS), MAX_FILE_BYTES))
     with in_chartbrew_terms():
         updated = await service.attach_ssl_files(principal.tenant, connection, pems)
-    return one(updated, request)
+    return one(updated, service)
 
 
 @router.post(
@@ -171,13 +169,14 @@ async def upload_files(request: Request, principal: TeamWriter, connection_id: C
     openapi_extra=json_body(DuplicateInput, required=False),
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 409, 413, 415, 503)},
 )
-async def duplicate(request: Request, principal: TeamWriter, connection_id: ConnectionNumber) -> Json:
-    service = hub(request).service
+async def duplicate(
+    request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep
+) -> Json:
     source = await service.get_by_number(principal.tenant, connection_id)
     name = duplicate_name(await _optional_json(request), source)
     with in_chartbrew_terms():
         copy = await service.duplicate(principal.tenant, source, name)
-    return one(copy, request)
+    return one(copy, service)
 
 
 async def _optional_json(request: Request) -> dict[str, Any]:

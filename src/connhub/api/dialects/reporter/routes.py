@@ -7,15 +7,15 @@ in canonical field names, so it goes to the service as it is.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from connhub.api.auth import Principal
+from connhub.api.deps import Reader, ServiceDep, Writer
 from connhub.api.dialects.reporter import shapes, translate
 from connhub.api.dialects.reporter.translate import connection_id
-from connhub.api.http import hub, json_object, reader, writer
+from connhub.api.http import json_object
 from connhub.api.openapi import errors, json_body
 from connhub.api.params import Parameter, documented
 from connhub.api.responses import Json
@@ -25,9 +25,6 @@ from connhub.domain.listing import MAX_PAGE, parse_list_query
 
 router = APIRouter(tags=["Connections (Reporter)"])
 BASE = "/v1/management/connections"
-
-Reader = Annotated[Principal, Depends(reader)]
-Writer = Annotated[Principal, Depends(writer)]
 
 PRODUCT = Parameter("X-Product-Name", "header", description="1-100 of [a-zA-Z0-9_-], trimmed and lower-cased")
 IDEMPOTENCY = Parameter("X-Idempotency", "header", {"type": "string", "maxLength": 200}, "a repeat answers the first")
@@ -68,12 +65,12 @@ def one(connection: Connection, status: int = 200) -> Json:
     openapi_extra=documented(VALIDATE, PRODUCT, IDEMPOTENCY, **json_body(shapes.ConnectionInput)),
     responses={201: {"model": shapes.ConnectionOut}, **errors(400, 401, 403, 409, 413, 415, 422, 503)},
 )
-async def create(request: Request, principal: Writer) -> Json:
+async def create(request: Request, principal: Writer, service: ServiceDep) -> Json:
     validate = VALIDATE.flag(request)
     product_name = validate_product_name(PRODUCT.text(request))
     idempotency_key = validate_idempotency_key(IDEMPOTENCY.text(request))
     body = await json_object(request)
-    created = await hub(request).service.create(
+    created = await service.create(
         principal.tenant, body, product_name, idempotency_key=idempotency_key, validate=validate
     )
     return one(created, 201)
@@ -85,13 +82,13 @@ async def create(request: Request, principal: Writer) -> Json:
     openapi_extra=documented(*LIST_FILTERS),
     responses={200: {"model": shapes.ConnectionList}, **errors(400, 401, 403, 503)},
 )
-async def list_connections(request: Request, principal: Reader) -> Json:
+async def list_connections(request: Request, principal: Reader, service: ServiceDep) -> Json:
     params = dict(request.query_params)
     metadata = translate.metadata_filters(params)
     product = PRODUCT.text(request)
     product_name = validate_product_name(product) if product is not None else None
     query = parse_list_query(params, metadata, product_name)
-    return Json(translate.render_page(await hub(request).service.list_connections(principal.tenant, query)))
+    return Json(translate.render_page(await service.list_connections(principal.tenant, query)))
 
 
 @router.get(
@@ -100,9 +97,9 @@ async def list_connections(request: Request, principal: Reader) -> Json:
     openapi_extra=documented(PAGE, LIMIT),
     responses={200: {"model": shapes.ConnectionList}, **errors(400, 401, 403, 503)},
 )
-async def unassigned(request: Request, principal: Reader) -> Json:
+async def unassigned(request: Request, principal: Reader, service: ServiceDep) -> Json:
     query = replace(parse_list_query(translate.paging(request.query_params), {}, None), unassigned=True)
-    return Json(translate.render_page(await hub(request).service.list_connections(principal.tenant, query)))
+    return Json(translate.render_page(await service.list_connections(principal.tenant, query)))
 
 
 @router.post(
@@ -111,8 +108,8 @@ async def unassigned(request: Request, principal: Reader) -> Json:
     openapi_extra=json_body(shapes.ConnectionInput),
     responses={200: {"model": TestReportOut}, **errors(400, 401, 403, 413, 415)},
 )
-async def test_unsaved(request: Request, principal: Writer) -> Json:
-    report = await hub(request).service.test_unsaved(await json_object(request))
+async def test_unsaved(request: Request, principal: Writer, service: ServiceDep) -> Json:
+    report = await service.test_unsaved(await json_object(request))
     return Json(report.to_json())
 
 
@@ -122,9 +119,9 @@ async def test_unsaved(request: Request, principal: Writer) -> Json:
     openapi_extra=json_body(shapes.ValidateSchemaInput),
     responses={200: {"model": shapes.ValidSchema}, **errors(400, 401, 403, 413, 415, 422, 503)},
 )
-async def validate_schema(request: Request, principal: Reader) -> Json:
+async def validate_schema(request: Request, principal: Reader, service: ServiceDep) -> Json:
     mapped = translate.mapped_fields(await json_object(request))
-    await hub(request).service.validate_schema(principal.tenant, mapped)
+    await service.validate_schema(principal.tenant, mapped)
     return Json({"status": "valid"})
 
 
@@ -133,8 +130,8 @@ async def validate_schema(request: Request, principal: Reader) -> Json:
     summary="Get a connection",
     responses={200: {"model": shapes.ConnectionOut}, **errors(400, 401, 403, 404, 503)},
 )
-async def get(request: Request, id: str, principal: Reader) -> Json:
-    return one(await hub(request).service.get(principal.tenant, connection_id(id)))
+async def get(id: str, principal: Reader, service: ServiceDep) -> Json:
+    return one(await service.get(principal.tenant, connection_id(id)))
 
 
 @router.patch(
@@ -146,8 +143,7 @@ async def get(request: Request, id: str, principal: Reader) -> Json:
         **errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
     },
 )
-async def patch(request: Request, id: str, principal: Writer) -> Json:
-    service = hub(request).service
+async def patch(request: Request, id: str, principal: Writer, service: ServiceDep) -> Json:
     current = await service.get(principal.tenant, connection_id(id))
     body = await json_object(request)
     return one(await service.update(principal.tenant, current, body, IF_MATCH.text(request)))
@@ -160,8 +156,7 @@ async def patch(request: Request, id: str, principal: Writer) -> Json:
     openapi_extra=documented(IF_MATCH),
     responses={204: {"description": "Deleted"}, **errors(400, 401, 403, 404, 412, 503)},
 )
-async def delete(request: Request, id: str, principal: Writer) -> Response:
-    service = hub(request).service
+async def delete(request: Request, id: str, principal: Writer, service: ServiceDep) -> Response:
     current = await service.get(principal.tenant, connection_id(id))
     await service.delete(principal.tenant, current, IF_MATCH.text(request))
     return Response(status_code=204)
@@ -172,8 +167,7 @@ async def delete(request: Request, id: str, principal: Writer) -> Response:
     summary="Test a stored connection",
     responses={200: {"model": TestReportOut}, **errors(400, 401, 403, 404, 429, 503)},
 )
-async def test_saved(request: Request, id: str, principal: Writer) -> Json:
-    service = hub(request).service
+async def test_saved(id: str, principal: Writer, service: ServiceDep) -> Json:
     report = await service.test_saved(
         principal.tenant, await service.get(principal.tenant, connection_id(id))
     )
@@ -186,9 +180,8 @@ async def test_saved(request: Request, id: str, principal: Writer) -> Json:
     openapi_extra=documented(REFRESH),
     responses={200: {"model": shapes.SchemaOut}, **errors(400, 401, 403, 404, 422, 503)},
 )
-async def schema(request: Request, id: str, principal: Reader) -> Json:
+async def schema(request: Request, id: str, principal: Reader, service: ServiceDep) -> Json:
     refresh = REFRESH.flag(request)
-    service = hub(request).service
     connection = await service.get(principal.tenant, connection_id(id))
     tables = await service.schema(principal.tenant, connection, refresh)
     return Json(translate.render_schema(connection, tables))
@@ -200,8 +193,7 @@ async def schema(request: Request, id: str, principal: Reader) -> Json:
     openapi_extra=documented(PRODUCT),
     responses={200: {"model": shapes.ConnectionOut}, **errors(400, 401, 403, 404, 409, 503)},
 )
-async def assign(request: Request, id: str, principal: Writer) -> Json:
-    service = hub(request).service
+async def assign(request: Request, id: str, principal: Writer, service: ServiceDep) -> Json:
     product_name = validate_product_name(PRODUCT.text(request))
     current = await service.get(principal.tenant, connection_id(id))
     return one(await service.assign(principal.tenant, current, product_name))
@@ -216,8 +208,7 @@ async def assign(request: Request, id: str, principal: Writer) -> Json:
     summary="List data sources",
     responses={200: {"model": list[shapes.DataSource]}, **errors(401, 403, 503)},
 )
-async def data_sources(request: Request, principal: Reader) -> Json:
-    service = hub(request).service
+async def data_sources(principal: Reader, service: ServiceDep) -> Json:
     items: list[dict[str, Any]] = []
     query = parse_list_query(translate.DATA_SOURCE_ORDER, {}, None)
     while True:
@@ -234,8 +225,7 @@ async def data_sources(request: Request, principal: Reader) -> Json:
     summary="A data source with its tables (id: configName or UUID)",
     responses={200: {"model": shapes.DataSourceDetail}, **errors(401, 403, 404, 422, 503)},
 )
-async def data_source(request: Request, id: str, principal: Reader) -> Json:
-    service = hub(request).service
+async def data_source(id: str, principal: Reader, service: ServiceDep) -> Json:
     connection = await service.get_by_name_or_id(principal.tenant, id)
     tables = await service.schema(principal.tenant, connection)
     return Json(translate.data_source_detail(connection, tables))
