@@ -150,13 +150,13 @@ def keys(args: argparse.Namespace) -> int:
 
 
 async def _rotate(settings: Settings, batch_size: int) -> int:
-    from connhub.api.app import build_hub
+    from connhub import bootstrap
 
-    hub = build_hub(settings)
+    core = bootstrap.build(settings)
     try:
-        result = await hub.service.rotate_keys(batch_size)
+        result = await core.service.rotate_keys(batch_size)
     finally:
-        await hub.repository.close()
+        await core.close()
     print(f"active key: {result.active_key_id}")
     if not result.resealed and not result.unreadable:
         print("every secret is already under the active key")
