@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Generic, Literal, TypeVar
 
+from connhub.domain.engines import ENGINE_NAMES, Engine
 from connhub.domain.errors import ValidationFailed
 
 T = TypeVar("T")
@@ -87,8 +88,8 @@ def parse_list_query(params: dict[str, Any], metadata: dict[str, str], product_n
     engine = params.get("type")
     if engine is not None:
         engine = engine.upper()
-        if engine not in ("ORACLE", "SQL_SERVER", "POSTGRESQL", "MONGODB", "MYSQL"):
-            errors["type"] = "must be one of ORACLE, SQL_SERVER, POSTGRESQL, MONGODB, MYSQL"
+        if engine not in Engine.__members__:
+            errors["type"] = f"must be one of {ENGINE_NAMES}"
     start, end = _date_param(params, "startDate", errors), _date_param(params, "endDate", errors)
     if start and end and start > end:
         errors["startDate"] = "must not be after endDate"

@@ -15,19 +15,13 @@ from typing import Any
 
 from connhub.api.dialects.formats import rfc3339, tables_json
 from connhub.domain.connection import Connection, SslMode, validate_spec
+from connhub.domain.engines import Engine
 from connhub.domain.errors import ValidationFailed
 from connhub.domain.reports import Table, TestReport
 
 # Chartbrew's database types and ours. Its other sources (api, firestore, realtimedb,
 # googleAnalytics, customerio, clickhouse...) are not databases Connhub keeps.
-ENGINE_OF_TYPE = {
-    "postgres": "POSTGRESQL",
-    "mysql": "MYSQL",
-    "mongodb": "MONGODB",
-    "mssql": "SQL_SERVER",
-    "oracle": "ORACLE",
-}
-TYPE_OF_ENGINE = {engine: kind for kind, engine in ENGINE_OF_TYPE.items()}
+ENGINE_OF_TYPE = {engine.facts.chartbrew_name: engine for engine in Engine}
 SUPPORTED_TYPES = ", ".join(ENGINE_OF_TYPE)
 
 # Chartbrew fields that map one to one onto canonical fields.
@@ -77,7 +71,6 @@ CHARTBREW_NAMES = {
 ECHOABLE = ("configName", "type", "host", "port", "databaseName", "userName", "subType")
 
 MAX_FILE_BYTES = 1024 * 1024  # each uploaded PEM file
-MONGODB_PORT = 27017
 UNSAVED_NAME = "unsaved connection"  # the domain wants a name; a test of an unsaved body has none
 
 
@@ -107,7 +100,7 @@ def canonical_fields(body: Mapping[str, Any], current: Connection | None = None)
     if "port" in given:
         fields["port"] = _port(given["port"], problems)
     if current is None and given.get("srv") is True and fields.get("port") is None:
-        fields["port"] = MONGODB_PORT  # SRV records name the ports; the domain still wants one
+        fields["port"] = Engine.MONGODB.facts.default_port  # SRV records name the ports; the domain still wants one
     if (options := _options(given, current, problems)) is not _UNCHANGED:
         fields["options"] = options
     if (ssl := _ssl(given, current, problems)) is not None:
@@ -168,7 +161,7 @@ def _echoable_values(current: Connection) -> dict[str, Any]:
 
 def _engine(value: Any, problems: dict[str, str]) -> str | None:
     if isinstance(value, str) and value.strip().lower() in ENGINE_OF_TYPE:
-        return ENGINE_OF_TYPE[value.strip().lower()]
+        return ENGINE_OF_TYPE[value.strip().lower()].value
     problems["type"] = (
         f"must be one of: {SUPPORTED_TYPES} (Chartbrew's other sources, such as api or firestore, "
         "are not databases Connhub keeps)"
@@ -264,7 +257,7 @@ def render(connection: Connection, tables: list[Table] | None) -> dict[str, Any]
         "id": connection.number,
         "team_id": _team_id(connection.tenant),
         "name": connection.config_name,
-        "type": TYPE_OF_ENGINE[connection.engine.value],
+        "type": connection.engine.facts.chartbrew_name,
         "subType": connection.sub_type,
         "host": connection.host,
         "port": str(connection.port),

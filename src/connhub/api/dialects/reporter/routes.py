@@ -21,6 +21,7 @@ from connhub.api.params import Parameter, documented
 from connhub.api.responses import Json
 from connhub.api.shapes import TestReportOut
 from connhub.domain.connection import Connection, validate_idempotency_key, validate_product_name
+from connhub.domain.engines import Engine
 from connhub.domain.listing import MAX_PAGE, parse_list_query
 
 router = APIRouter(tags=["Connections (Reporter)"])
@@ -41,7 +42,7 @@ LIST_FILTERS = (
     Parameter("cursor", "query", description="nextCursor of the previous page (keyset paging)"),
     Parameter("sortBy", "query", {"type": "string", "enum": ["createdAt", "configName"], "default": "createdAt"}),
     Parameter("sortOrder", "query", {"type": "string", "pattern": "^(?i:asc|desc)$", "default": "desc"}),
-    Parameter("type", "query", {"type": "string", "pattern": "^(?i:ORACLE|SQL_SERVER|POSTGRESQL|MONGODB|MYSQL)$"}),
+    Parameter("type", "query", {"type": "string", "pattern": f"^(?i:{'|'.join(Engine)})$"}),
     Parameter("host", "query"),
     Parameter("databaseName", "query"),
     Parameter("configName", "query", description="substring, case-insensitive"),

@@ -6,13 +6,15 @@ and fuzzers know the contract. Responses are rendered by hand (translate.py) for
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from connhub.api.shapes import TableOut
+from connhub.domain.engines import Engine
 
-EngineName = Literal["ORACLE", "SQL_SERVER", "POSTGRESQL", "MONGODB", "MYSQL"]
+# Documented as the Literal it was: an inline enum of the Engine values (bodies are checked by the domain).
+EngineName = Annotated[str, WithJsonSchema({"enum": [engine.value for engine in Engine], "type": "string"})]
 SslModeName = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 

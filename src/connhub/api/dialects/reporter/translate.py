@@ -119,7 +119,7 @@ def data_source(connection: Connection) -> dict[str, Any]:
     return {
         "id": connection.config_name,
         "externalName": connection.database_name,
-        "type": connection.engine.lower(),
+        "type": connection.engine.data_source_type,
     }
 
 
