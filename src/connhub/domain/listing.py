@@ -17,6 +17,7 @@ SortBy = Literal["createdAt", "configName"]
 SortOrder = Literal["asc", "desc"]
 # The deepest page an offset can reach without overflowing the store's 64-bit OFFSET (page * limit).
 MAX_PAGE = 10**9
+MAX_LIMIT = 1000  # rows in one page
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def parse_list_query(params: dict[str, Any], metadata: dict[str, str], product_n
     """A ListQuery from raw query parameters, or ValidationFailed naming each bad one."""
     errors: dict[str, str] = {}
     page = _int_param(params, "page", 1, 1, MAX_PAGE, errors)
-    limit = _int_param(params, "limit", 50, 1, 1000, errors)
+    limit = _int_param(params, "limit", 50, 1, MAX_LIMIT, errors)
     sort_by: SortBy = "createdAt"
     if params.get("sortBy") in ("createdAt", "configName"):
         sort_by = params["sortBy"]

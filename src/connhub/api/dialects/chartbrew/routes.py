@@ -37,7 +37,6 @@ from connhub.api.openapi import errors, json_body
 from connhub.api.responses import Json
 from connhub.domain.connection import Connection
 from connhub.domain.errors import TestFailed
-from connhub.domain.listing import parse_list_query
 from connhub.domain.reports import Table
 from connhub.service import ConnectionService
 
@@ -69,14 +68,8 @@ async def create(request: Request, principal: TeamWriter, service: ServiceDep) -
     responses={200: {"model": list[ChartbrewConnection]}, **errors(400, 401, 403, 503)},
 )
 async def list_connections(principal: TeamReader, service: ServiceDep) -> Json:
-    params = {"limit": "1000", "sortBy": "createdAt", "sortOrder": "desc"}
-    items: list[dict[str, Any]] = []
-    while True:
-        page = await service.list_connections(principal.tenant, parse_list_query(params, {}, None))
-        items.extend(render(connection, service.cached_schema(connection)) for connection in page.items)
-        if page.next_cursor is None:
-            return Json(items)
-        params["cursor"] = page.next_cursor
+    every = await service.list_every(principal.tenant, "createdAt", "desc")
+    return Json([render(connection, service.cached_schema(connection)) for connection in every])
 
 
 @router.get(

@@ -7,7 +7,6 @@ in canonical field names, so it goes to the service as it is.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -22,7 +21,7 @@ from connhub.api.responses import Json
 from connhub.api.shapes import TestReportOut
 from connhub.domain.connection import Connection, validate_idempotency_key, validate_product_name
 from connhub.domain.engines import Engine
-from connhub.domain.listing import MAX_PAGE, parse_list_query
+from connhub.domain.listing import MAX_LIMIT, MAX_PAGE, parse_list_query
 
 router = APIRouter(tags=["Connections (Reporter)"])
 BASE = "/v1/management/connections"
@@ -35,7 +34,7 @@ VALIDATE = Parameter(
 )
 REFRESH = Parameter("refresh", "query", {"type": "boolean", "default": False}, "read again, past the cache")
 PAGE = Parameter("page", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1})
-LIMIT = Parameter("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50})
+LIMIT = Parameter("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50})
 LIST_FILTERS = (
     PAGE,
     LIMIT,
@@ -210,14 +209,8 @@ async def assign(request: Request, id: str, principal: Writer, service: ServiceD
     responses={200: {"model": list[shapes.DataSource]}, **errors(401, 403, 503)},
 )
 async def data_sources(principal: Reader, service: ServiceDep) -> Json:
-    items: list[dict[str, Any]] = []
-    query = parse_list_query(translate.DATA_SOURCE_ORDER, {}, None)
-    while True:
-        page = await service.list_connections(principal.tenant, query)
-        items.extend(translate.data_source(item) for item in page.items)
-        if page.next_cursor is None:
-            return Json(items)
-        query = parse_list_query({**translate.DATA_SOURCE_ORDER, "cursor": page.next_cursor}, {}, None)
+    every = await service.list_every(principal.tenant, "configName", "asc")
+    return Json([translate.data_source(connection) for connection in every])
 
 
 @router.get(

@@ -19,8 +19,6 @@ from connhub.domain.reports import Table
 
 METADATA_PREFIX = "metadata."
 PAGING = ("page", "limit")
-# How /v1/data-sources reads every connection: by name, a page of the most at a time.
-DATA_SOURCE_ORDER = {"limit": "1000", "sortBy": "configName", "sortOrder": "asc"}
 
 
 # -- request -> domain values -------------------------------------------------------------------
