@@ -173,7 +173,7 @@ def _migrate_in_child(settings: Settings) -> None:
 
 def _key_ring(settings: Settings) -> KeyRing:
     """The key ring in force; a development key file that does not parse is a configuration error."""
-    from connhub.api.app import load_key_ring
+    from connhub.bootstrap import load_key_ring
     from connhub.secrets import KeyRingError
 
     try:
@@ -274,18 +274,18 @@ def rotate_keys(args: argparse.Namespace) -> int:
 
 
 async def _rotate(settings: Settings, batch_size: int) -> int:
-    from connhub.api.app import build_hub
+    from connhub import bootstrap
 
     _key_ring(settings)
-    hub = build_hub(settings)
+    core = bootstrap.build(settings)
     progress = RotationProgress(sys.stdout)
     try:
         with _opening_store(settings.database_url):
-            to_move = await hub.repository.key_id_counts()
-            progress.start(sum(count for key_id, count in to_move.items() if key_id != hub.key_ring.active_id))
-            result = await hub.service.rotate_keys(batch_size, progress.update)
+            to_move = await core.repository.key_id_counts()
+            progress.start(sum(count for key_id, count in to_move.items() if key_id != core.key_ring.active_id))
+            result = await core.service.rotate_keys(batch_size, progress.update)
     finally:
-        await hub.repository.close()
+        await core.close()
     progress.finish(result)
     return 1 if result.unreadable else 0
 

@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_DENY_CIDRS = "169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32"
+from connhub.probes.guard import DEFAULT_DENY_CIDRS, parse_cidrs, parse_dns_servers
+
 ENV_PREFIX = "CONNHUB_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_HS256_SECRET_BYTES = 32  # RFC 7518 section 3.2: a key at least as long as the hash output
@@ -76,16 +77,12 @@ class Settings(BaseSettings):
     @field_validator("probe_deny_cidrs", "probe_allow_cidrs")
     @classmethod
     def _cidrs(cls, value: str) -> str:
-        from connhub.probes.guard import parse_cidrs
-
         parse_cidrs(value)
         return value
 
     @field_validator("probe_dns_servers")
     @classmethod
     def _dns_servers(cls, value: str) -> str:
-        from connhub.probes.guard import parse_dns_servers
-
         parse_dns_servers(value)
         return value
 

@@ -68,3 +68,13 @@ async def test_one_access_line_per_request_names_the_route_template_not_the_path
     }
     assert line.durationMs >= 0
     assert connection_id not in line.getMessage()
+
+
+async def test_a_chartbrew_access_line_names_the_team_as_the_tenant(
+    sqlite_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="connhub.access"):
+        caplog.clear()
+        assert (await sqlite_client.get("/team/analytics/connections")).status_code == 200
+    (line,) = [record for record in caplog.records if record.name == "connhub.access"]
+    assert line.tenant == "analytics" and line.route == "/team/{team_id}/connections"

@@ -9,57 +9,24 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from connhub import __version__
-from connhub.api import chartbrew, errors, ops, reporter
+from connhub import __version__, bootstrap
+from connhub.api import errors, ops
 from connhub.api.access import RequestLog
 from connhub.api.auth import Authenticator
+from connhub.api.dialects.chartbrew import routes as chartbrew
+from connhub.api.dialects.reporter import routes as reporter
 from connhub.api.docs import install_docs
 from connhub.api.http import BodyLimit, BodyTooLarge, Hub, UnsupportedMediaType
 from connhub.api.openapi import install_openapi
 from connhub.api.responses import Json
 from connhub.config import Settings
-from connhub.probes.guard import parse_cidrs, parse_dns_servers
-from connhub.probes.runner import ProbePolicy, ProbeRunner
-from connhub.secrets import KeyRing, development_key_ring
-from connhub.service import ConnectionService
-from connhub.store.repository import ConnectionRepository
 
 log = logging.getLogger("connhub")
 
 
-def load_key_ring(settings: Settings) -> KeyRing:
-    if settings.encryption_keys:
-        return KeyRing.parse(settings.encryption_keys)
-    if settings.env == "production":
-        raise RuntimeError("CONNHUB_ENCRYPTION_KEYS is required in production")
-    return development_key_ring(settings.key_file)
-
-
 def build_hub(settings: Settings) -> Hub:
-    repository = ConnectionRepository.open(settings.database_url, settings.store_pool_size)
-    key_ring = load_key_ring(settings)
-    policy = ProbePolicy(
-        timeout_s=settings.probe_timeout_s,
-        deny=parse_cidrs(settings.probe_deny_cidrs),
-        allow=parse_cidrs(settings.probe_allow_cidrs),
-        max_concurrent=settings.probe_max_concurrent,
-        dns_servers=_dns_servers(settings),
-    )
-    service = ConnectionService(
-        repository,
-        key_ring,
-        ProbeRunner(policy),
-        tests_per_minute=settings.tests_per_minute,
-        schema_cache_ttl_s=settings.schema_cache_ttl_s,
-    )
-    return Hub(settings, service, repository, key_ring, Authenticator(settings))
-
-
-def _dns_servers(settings: Settings) -> tuple[tuple[str, int], ...]:
-    try:
-        return parse_dns_servers(settings.probe_dns_servers)
-    except ValueError as problem:
-        raise ValueError(f"CONNHUB_PROBE_DNS_SERVERS: {problem}") from None
+    core = bootstrap.build(settings)
+    return Hub(settings, core.service, core.repository, core.key_ring, Authenticator(settings))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from connhub import __version__
-from connhub.api.http import hub
+from connhub.api.deps import RepositoryDep, ServiceDep
 from connhub.api.openapi import PUBLIC_TAG
 from connhub.api.responses import Json
 from connhub.domain.errors import StoreUnavailable
@@ -54,14 +54,13 @@ BEHIND = {
         503: {"description": "Not ready (the body says why)", **_json(BEHIND, READINESS)},
     },
 )
-async def readyz(request: Request) -> Json:
-    service = hub(request).service
+async def readyz(service: ServiceDep, repository: RepositoryDep) -> Json:
     checks: dict[str, object] = {}
     problems: list[str] = []
     try:
-        await hub(request).repository.ping()
+        await repository.ping()
         checks["store"] = "ok"
-        behind = await hub(request).repository.revision.behind()
+        behind = await repository.revision.behind()
         checks["schema"] = "behind" if behind else "ok"
         problems += [f"schema behind: {behind}"] if behind else []
         # An older schema cannot answer the key query (nor any other): only ask at the current one.

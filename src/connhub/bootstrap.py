@@ -1,0 +1,69 @@
+"""The composition root: the service and what it stands on, built from settings.
+
+The one place that picks the store, the key ring, the probe policy and the caches' sizes, for the
+app (`api/app.py`) and the CLI (`connhub keys rotate`) alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connhub.config import Settings
+from connhub.probes.guard import parse_cidrs, parse_dns_servers
+from connhub.probes.runner import ProbePolicy, ProbeRunner
+from connhub.secrets import KeyRing, development_key_ring
+from connhub.service import ConnectionService
+from connhub.store.repository import ConnectionRepository
+
+
+@dataclass(frozen=True)
+class Core:
+    """The service with the parts it owns; `close` releases the store's pool."""
+
+    service: ConnectionService
+    repository: ConnectionRepository
+    key_ring: KeyRing
+
+    async def close(self) -> None:
+        await self.repository.close()
+
+
+def build(settings: Settings) -> Core:
+    """Everything from settings. A bad setting raises ValueError/RuntimeError naming it, before the
+    store is opened (so no pool is left behind)."""
+    probes = ProbeRunner(probe_policy(settings))
+    key_ring = load_key_ring(settings)
+    repository = ConnectionRepository.open(settings.database_url, settings.store_pool_size)
+    service = ConnectionService(
+        repository,
+        key_ring,
+        probes,
+        tests_per_minute=settings.tests_per_minute,
+        schema_cache_ttl_s=settings.schema_cache_ttl_s,
+    )
+    return Core(service, repository, key_ring)
+
+
+def load_key_ring(settings: Settings) -> KeyRing:
+    if settings.encryption_keys:
+        return KeyRing.parse(settings.encryption_keys)
+    if settings.env == "production":
+        raise RuntimeError("CONNHUB_ENCRYPTION_KEYS is required in production")
+    return development_key_ring(settings.key_file)
+
+
+def probe_policy(settings: Settings) -> ProbePolicy:
+    return ProbePolicy(
+        timeout_s=settings.probe_timeout_s,
+        deny=parse_cidrs(settings.probe_deny_cidrs),
+        allow=parse_cidrs(settings.probe_allow_cidrs),
+        max_concurrent=settings.probe_max_concurrent,
+        dns_servers=_dns_servers(settings),
+    )
+
+
+def _dns_servers(settings: Settings) -> tuple[tuple[str, int], ...]:
+    try:
+        return parse_dns_servers(settings.probe_dns_servers)
+    except ValueError as problem:
+        raise ValueError(f"CONNHUB_PROBE_DNS_SERVERS: {problem}") from None
