@@ -12,7 +12,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from uuid6 import uuid7
@@ -46,8 +46,6 @@ from connhub.probes.runner import ProbeRunner
 from connhub.secrets import Binding, KeyRing, SecretUnreadable, key_id_of, request_digest
 from connhub.store.repository import ConnectionRepository, IdempotencyRecord, Sealed
 from connhub.write_turns import WriteTurns
-
-T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -114,6 +112,15 @@ class SchemaCache:
         self._entries.pop(connection_id, None)
 
 
+@dataclass(frozen=True)
+class Written:
+    """What a write left in the store; handed to the next writer of that connection in this process."""
+
+    connection: Connection
+    secrets: Mapping[str, str] | None = None  # its secrets in clear, when the writer had them all
+    deleted: bool = False
+
+
 class ConnectionService:
     def __init__(
         self,
@@ -129,7 +136,7 @@ class ConnectionService:
         self.probes = probes
         self.rate_limiter = TestRateLimiter(tests_per_minute)
         self.schema_cache = SchemaCache(schema_cache_ttl_s)
-        self._write_turns: WriteTurns[Connection] = WriteTurns()
+        self._write_turns: WriteTurns[Written] = WriteTurns()
 
     # -- create -------------------------------------------------------------------------------
 
@@ -223,8 +230,8 @@ class ConnectionService:
         """Apply `patch` (absent keeps, null clears) after the same validation as create."""
         replaced = frozenset(_replaced_secrets(patch))
 
-        async def attempt(current: Connection) -> Connection | None:
-            opened, stored = await self._open_secrets(current, replaced)
+        async def attempt(current: Connection, known: Mapping[str, str] | None) -> Written | None:
+            opened, stored = await self._open_secrets(current, replaced, known)
             try:
                 spec = validate_spec(apply_patch(_fields_of(current, opened), patch))
             except ValidationFailed:
@@ -237,7 +244,7 @@ class ConnectionService:
             # leaves every stored ciphertext (still bound to this tenant, record and field) alone.
             secrets = spec.secrets()
             changed = {field: value for field, value in secrets.items() if opened.get(field) != value}
-            return await self.repository.replace(
+            updated = await self.repository.replace(
                 current,
                 spec,
                 _masked_uri(spec),
@@ -245,10 +252,11 @@ class ConnectionService:
                 (stored - secrets.keys()) | changed.keys(),
                 utc_now(),
             )
+            return None if updated is None else Written(updated, secrets)
 
-        updated = await self._write_latest(tenant, connection, if_match, attempt)
+        written = await self._write_latest(tenant, connection, if_match, attempt)
         self.schema_cache.drop(connection.id)
-        return updated
+        return written.connection
 
     async def attach_ssl_files(
         self, tenant: str, connection: Connection, files: Mapping[str, str]
@@ -258,19 +266,21 @@ class ConnectionService:
         return await self.update(tenant, connection, {"ssl": {"mode": mode, **files}})
 
     async def delete(self, tenant: str, connection: Connection, if_match: str | None = None) -> None:
-        async def attempt(current: Connection) -> bool | None:
-            return await self.repository.soft_delete(current, utc_now()) or None
+        async def attempt(current: Connection, _known: Mapping[str, str] | None) -> Written | None:
+            deleted = await self.repository.soft_delete(current, utc_now())
+            return Written(current, deleted=True) if deleted else None
 
         await self._write_latest(tenant, connection, if_match, attempt)
         self.schema_cache.drop(connection.id)
 
     async def assign(self, tenant: str, connection: Connection, product_name: str) -> Connection:
-        async def attempt(current: Connection) -> Connection | None:
+        async def attempt(current: Connection, known: Mapping[str, str] | None) -> Written | None:
             if current.product_name is not None:
                 raise AlreadyAssigned("the connection is already assigned to a product")
-            return await self.repository.assign_product(current, product_name, utc_now())
+            assigned = await self.repository.assign_product(current, product_name, utc_now())
+            return None if assigned is None else Written(assigned, known)  # the secrets are unchanged
 
-        return await self._write_latest(tenant, connection, None, attempt)
+        return (await self._write_latest(tenant, connection, None, attempt)).connection
 
     async def _changed_since_read(self, tenant: str, connection: Connection) -> bool:
         """Whether the store holds a newer version of `connection` (NotFound when it is gone)."""
@@ -281,28 +291,32 @@ class ConnectionService:
         tenant: str,
         connection: Connection,
         if_match: str | None,
-        attempt: Callable[[Connection], Awaitable[T | None]],
-    ) -> T:
+        attempt: Callable[[Connection, Mapping[str, str] | None], Awaitable[Written | None]],
+    ) -> Written:
         """The one conflict policy of every write (update, delete, assign).
 
-        `attempt` writes over the version it is given and answers None when the store holds a newer
-        one. Without If-Match the last writer wins: the write is redone on the newest version, never
-        a 412. With If-Match only the version it names may be written: exactly one writer of a
-        version wins, the others get 412. Writers of one connection in this process take turns, so
-        they rarely meet in the store; a connection deleted meanwhile is a 404.
+        `attempt` writes over the version it is given (with that version's secrets in clear, when
+        they are known) and answers None when the store holds a newer one. Without If-Match the
+        last writer wins: the write is redone on the newest version, never a 412. With If-Match
+        only the version it names may be written: exactly one writer of a version wins, the others
+        get 412. Writers of one connection in this process take turns, each building on what the
+        one before wrote, so they rarely meet in the store; a connection deleted meanwhile is a 404.
         """
         async with self._write_turns.take(connection.id) as turn:
-            # A writer of this process went first: build on what it wrote (unless the caller read newer).
-            if turn.latest is not None and turn.latest.version > connection.version:
-                connection = turn.latest
+            known: Mapping[str, str] | None = None
+            handed = turn.latest
+            if handed is not None and handed.deleted:
+                raise NotFound("connection not found")
+            if handed is not None and handed.connection.version >= connection.version:
+                connection, known = handed.connection, handed.secrets
             while True:
                 _check_etag(connection, if_match)
-                written = await attempt(connection)
+                written = await attempt(connection, known)
                 if written is not None:
-                    turn.latest = written if isinstance(written, Connection) else None
+                    turn.latest = written
                     return written
                 # Another process wrote in between (or deleted): each lost round is someone else's win.
-                connection = await self.repository.get(tenant, connection.id)
+                connection, known = await self.repository.get(tenant, connection.id), None
 
     # -- live access --------------------------------------------------------------------------
 
@@ -394,9 +408,14 @@ class ConnectionService:
         return sealed
 
     async def _open_secrets(
-        self, connection: Connection, skip: frozenset[str] = frozenset()
+        self, connection: Connection, skip: frozenset[str] = frozenset(), known: Mapping[str, str] | None = None
     ) -> tuple[dict[str, str], frozenset[str]]:
-        """The stored secrets opened (but those in `skip`), and the names of all stored."""
+        """The stored secrets opened (but those in `skip`), and the names of all stored.
+
+        `known`: the secrets of this version in clear, as the writer before wrote them (no store read).
+        """
+        if known is not None:
+            return {field: value for field, value in known.items() if field not in skip}, frozenset(known)
         stored = await self.repository.secrets(connection)
         opened: dict[str, str] = {}
         for field, blob in stored.items():
