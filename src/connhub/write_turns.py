@@ -4,7 +4,8 @@ Thirty-two PATCHes of one row that all read version 7 would all race to write it
 other 31 re-read and race again (optimistic retries collapse to ~25 updates/s and, once bounded,
 412s). Queued here instead, they write one after the other, each on top of the last, and each hands
 the row it wrote to the next, which then needs no read of its own. Across processes the store's
-version check still decides (see `ConnectionService._write_latest`).
+version check still decides (see `ConnectionService._write_latest`). Nothing outlives the queue:
+when its last writer leaves, the turn and what it held (a row, its secrets in clear) are forgotten.
 """
 
 from __future__ import annotations
