@@ -6,13 +6,14 @@ both API dialects call these functions with canonical field mappings and get dom
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from uuid6 import uuid7
@@ -28,6 +29,7 @@ from connhub.domain.connection import (
 )
 from connhub.domain.errors import (
     AlreadyAssigned,
+    ConnhubError,
     IdempotencyKeyTaken,
     IdempotencyMismatch,
     NameTaken,
@@ -43,9 +45,9 @@ from connhub.domain.listing import MAX_LIMIT, ListQuery, Page, SortBy, SortOrder
 from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
+from connhub.row_writes import RowState, RowWrites
 from connhub.secrets import Binding, KeyRing, SecretUnreadable, key_id_of, request_digest
 from connhub.store.repository import ConnectionRepository, IdempotencyRecord, Sealed
-from connhub.write_turns import WriteTurns
 
 
 def utc_now() -> datetime:
@@ -113,12 +115,36 @@ class SchemaCache:
 
 
 @dataclass(frozen=True)
+class RowWrite:
+    """A write of one connection, as its caller asked it: an update (`patch`), a delete or an assign."""
+
+    connection: Connection  # as the caller read it
+    if_match: str | None = None
+    patch: Mapping[str, Any] | None = None
+    delete: bool = False
+    product_name: str | None = None
+
+
+@dataclass(frozen=True)
 class Written:
     """What a write left in the store; handed to the next writer of that connection in this process."""
 
     connection: Connection
     secrets: Mapping[str, str] | None = None  # its secrets in clear, when the writer had them all
     deleted: bool = False
+
+
+RowQueue = RowState[RowWrite, Written, Written]
+
+
+@dataclass(frozen=True)
+class Folded:
+    """Consecutive updates of one connection, applied and stored once: an outcome per writer, or
+    why to retry (`stale`: another process wrote first; `split`: serve the writers one by one)."""
+
+    outcomes: list[Written | Exception] = dataclasses.field(default_factory=list)
+    written: Written | None = None
+    retry: Literal["stale", "split"] | None = None
 
 
 class ConnectionService:
@@ -136,7 +162,7 @@ class ConnectionService:
         self.probes = probes
         self.rate_limiter = TestRateLimiter(tests_per_minute)
         self.schema_cache = SchemaCache(schema_cache_ttl_s)
-        self._write_turns: WriteTurns[Written] = WriteTurns()
+        self._row_writes: RowWrites[RowWrite, Written, Written] = RowWrites(self._serve_row)
 
     # -- create -------------------------------------------------------------------------------
 
@@ -227,34 +253,12 @@ class ConnectionService:
     async def update(
         self, tenant: str, connection: Connection, patch: Mapping[str, Any], if_match: str | None = None
     ) -> Connection:
-        """Apply `patch` (absent keeps, null clears) after the same validation as create."""
-        replaced = frozenset(_replaced_secrets(patch))
+        """Apply `patch` (absent keeps, null clears) after the same validation as create.
 
-        async def attempt(current: Connection, known: Mapping[str, str] | None) -> Written | None:
-            opened, stored = await self._open_secrets(current, replaced, known)
-            try:
-                spec = validate_spec(apply_patch(_fields_of(current, opened), patch))
-            except ValidationFailed:
-                # Judged on a stale read (a delete wiped the secrets meanwhile, say), the error would
-                # mislead: retry on the newest version (a 404 if it is gone).
-                if await self._changed_since_read(tenant, current):
-                    return None
-                raise
-            # Only secrets whose value changed are sealed and written again: a metadata patch
-            # leaves every stored ciphertext (still bound to this tenant, record and field) alone.
-            secrets = spec.secrets()
-            changed = {field: value for field, value in secrets.items() if opened.get(field) != value}
-            updated = await self.repository.replace(
-                current,
-                spec,
-                _masked_uri(spec),
-                self._seal(tenant, current.id, changed),
-                (stored - secrets.keys()) | changed.keys(),
-                utc_now(),
-            )
-            return None if updated is None else Written(updated, secrets)
-
-        written = await self._write_latest(tenant, connection, if_match, attempt)
+        Concurrent updates of one connection are stored together (see `row_writes`): each is
+        applied in arrival order, and each answers the connection as that one stored write left it.
+        """
+        written = await self._row_writes.submit(connection.id, RowWrite(connection, if_match, patch=patch))
         self.schema_cache.drop(connection.id)
         return written.connection
 
@@ -266,57 +270,124 @@ class ConnectionService:
         return await self.update(tenant, connection, {"ssl": {"mode": mode, **files}})
 
     async def delete(self, tenant: str, connection: Connection, if_match: str | None = None) -> None:
-        async def attempt(current: Connection, _known: Mapping[str, str] | None) -> Written | None:
-            deleted = await self.repository.soft_delete(current, utc_now())
-            return Written(current, deleted=True) if deleted else None
-
-        await self._write_latest(tenant, connection, if_match, attempt)
+        await self._row_writes.submit(connection.id, RowWrite(connection, if_match, delete=True))
         self.schema_cache.drop(connection.id)
 
     async def assign(self, tenant: str, connection: Connection, product_name: str) -> Connection:
-        async def attempt(current: Connection, known: Mapping[str, str] | None) -> Written | None:
-            if current.product_name is not None:
-                raise AlreadyAssigned("the connection is already assigned to a product")
-            assigned = await self.repository.assign_product(current, product_name, utc_now())
-            return None if assigned is None else Written(assigned, known)  # the secrets are unchanged
+        assign = RowWrite(connection, product_name=product_name)
+        written = await self._row_writes.submit(connection.id, assign)
+        return written.connection
 
-        return (await self._write_latest(tenant, connection, None, attempt)).connection
+    # -- the one conflict policy of every write ------------------------------------------------
+    #
+    # Without If-Match the last writer wins: a write is redone on the newest version, never a 412.
+    # With If-Match only the version it names may be written: exactly one writer of a version wins,
+    # the others get 412. A connection deleted meanwhile is a 404. Writes of one connection in this
+    # process queue per connection (`row_writes`) and consecutive updates share one stored write;
+    # across processes the store's version check decides, and each lost round is another's win.
 
-    async def _changed_since_read(self, tenant: str, connection: Connection) -> bool:
-        """Whether the store holds a newer version of `connection` (NotFound when it is gone)."""
-        return (await self.repository.get(tenant, connection.id)).version != connection.version
+    async def _serve_row(self, row: RowQueue, batch: list[RowWrite]) -> list[Written | Exception]:
+        outcomes: list[Written | Exception] = []
+        start = 0
+        while start < len(batch):
+            end = start + 1
+            if batch[start].patch is not None:  # consecutive updates fold into one stored write
+                while end < len(batch) and batch[end].patch is not None:
+                    end += 1
+                outcomes += await self._updates(row, batch[start:end])
+            else:
+                outcomes.append(await _outcome(self._delete_or_assign(row, batch[start])))
+            start = end
+        return outcomes
 
-    async def _write_latest(
-        self,
-        tenant: str,
-        connection: Connection,
-        if_match: str | None,
-        attempt: Callable[[Connection, Mapping[str, str] | None], Awaitable[Written | None]],
-    ) -> Written:
-        """The one conflict policy of every write (update, delete, assign).
-
-        `attempt` writes over the version it is given (with that version's secrets in clear, when
-        they are known) and answers None when the store holds a newer one. Without If-Match the
-        last writer wins: the write is redone on the newest version, never a 412. With If-Match
-        only the version it names may be written: exactly one writer of a version wins, the others
-        get 412. Writers of one connection in this process take turns, each building on what the
-        one before wrote, so they rarely meet in the store; a connection deleted meanwhile is a 404.
-        """
-        async with self._write_turns.take(connection.id) as turn:
-            known: Mapping[str, str] | None = None
-            handed = turn.latest
-            if handed is not None and handed.deleted:
-                raise NotFound("connection not found")
-            if handed is not None and handed.connection.version >= connection.version:
-                connection, known = handed.connection, handed.secrets
+    async def _updates(self, row: RowQueue, writes: list[RowWrite]) -> list[Written | Exception]:
+        """Apply `writes` in order on the newest version and store the result once."""
+        try:
+            base, known = _newest(row.latest, writes)
             while True:
-                _check_etag(connection, if_match)
-                written = await attempt(connection, known)
-                if written is not None:
-                    turn.latest = written
-                    return written
-                # Another process wrote in between (or deleted): each lost round is someone else's win.
-                connection, known = await self.repository.get(tenant, connection.id), None
+                folded = await self._fold(base, known, writes)
+                if folded.retry == "split":  # serve the writers one by one, to tell who is refused
+                    return [outcome for write in writes for outcome in await self._updates(row, [write])]
+                if folded.retry == "stale":  # another process wrote first: redo on its version
+                    base, known = await self._newer(base), None
+                    continue
+                if folded.written is not None:
+                    row.latest = folded.written
+                return folded.outcomes
+        except NotFound as gone:
+            return [NotFound(gone.message) for _ in writes]
+
+    async def _fold(self, base: Connection, known: Mapping[str, str] | None, writes: list[RowWrite]) -> Folded:
+        """Each write applied in turn on `base`, the result stored once (or why it must be retried)."""
+        together = len(writes) > 1
+        # The first writer's replaced secrets need not open (it may be replacing one that no longer
+        # does); every later writer builds on the state it left.
+        try:
+            opened, stored = await self._open_secrets(base, frozenset(_replaced_secrets(writes[0].patch or {})), known)
+        except SecretsUnavailable as unreadable:
+            return Folded(retry="split") if together else Folded([unreadable])
+        state, spec, refused = _fields_of(base, opened), None, dict[int, Exception]()
+        for position, write in enumerate(writes):
+            try:
+                _check_etag(base, write.if_match, written_since=spec is not None)
+                merged = apply_patch(state, write.patch or {})
+                state, spec = merged, validate_spec(merged)
+            except PreconditionFailed as precondition:
+                refused[position] = precondition
+            except ValidationFailed as invalid:
+                # Judged on a stale read (a delete wiped the secrets meanwhile, say), it would mislead.
+                if (await self._newer(base)).version != base.version:
+                    return Folded(retry="stale")
+                if position == 0 and together:  # the others were opened for this one's patch
+                    return Folded(retry="split")
+                refused[position] = invalid
+        if spec is None:
+            return Folded([refused[position] for position in range(len(writes))])
+        try:
+            written = await self._store_update(base, spec, opened, stored)
+        except NameTaken as clash:
+            return Folded(retry="split") if together else Folded([clash])
+        if written is None:
+            return Folded(retry="stale")
+        return Folded([refused.get(position, written) for position in range(len(writes))], written)
+
+    async def _store_update(
+        self, base: Connection, spec: ConnectionSpec, opened: Mapping[str, str], stored: frozenset[str]
+    ) -> Written | None:
+        # Only secrets whose value changed are sealed and written again: a metadata patch leaves
+        # every stored ciphertext (still bound to this tenant, record and field) alone.
+        secrets = spec.secrets()
+        changed = {field: value for field, value in secrets.items() if opened.get(field) != value}
+        updated = await self.repository.replace(
+            base,
+            spec,
+            _masked_uri(spec),
+            self._seal(base.tenant, base.id, changed),
+            (stored - secrets.keys()) | changed.keys(),
+            utc_now(),
+        )
+        return None if updated is None else Written(updated, secrets)
+
+    async def _delete_or_assign(self, row: RowQueue, write: RowWrite) -> Written:
+        current, known = _newest(row.latest, [write])
+        while True:
+            _check_etag(current, write.if_match)
+            if write.delete:
+                deleted = await self.repository.soft_delete(current, utc_now())
+                written = Written(current, deleted=True) if deleted else None
+            else:
+                if current.product_name is not None:
+                    raise AlreadyAssigned("the connection is already assigned to a product")
+                assigned = await self.repository.assign_product(current, write.product_name or "", utc_now())
+                written = None if assigned is None else Written(assigned, known)  # the secrets are unchanged
+            if written is not None:
+                row.latest = written
+                return written
+            current, known = await self._newer(current), None
+
+    async def _newer(self, connection: Connection) -> Connection:
+        """The store's version of `connection` (NotFound when it is gone)."""
+        return await self.repository.get(connection.tenant, connection.id)
 
     # -- live access --------------------------------------------------------------------------
 
@@ -472,9 +543,13 @@ def _replaced_secrets(patch: Mapping[str, Any]) -> set[str]:
     return replaced & set(SECRET_FIELDS)
 
 
-def _check_etag(connection: Connection, if_match: str | None) -> None:
+def _check_etag(connection: Connection, if_match: str | None, written_since: bool = False) -> None:
+    """PreconditionFailed unless If-Match names `connection`'s version (`*`: any). `written_since`:
+    an earlier write of the same batch changed it, so no tag the caller holds can name it."""
     if if_match is None or if_match.strip() == "*":
         return
+    if written_since:
+        raise PreconditionFailed("the connection changed since it was read (ETag mismatch)")
     tags = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
     if connection.etag not in tags:
         raise PreconditionFailed("the connection changed since it was read (ETag mismatch)")
@@ -519,3 +594,23 @@ def _missing(
             if field not in known[table]
         )
     return errors
+
+
+def _newest(latest: Written | None, writes: list[RowWrite]) -> tuple[Connection, Mapping[str, str] | None]:
+    """The newest version known here: the last write of this queue, or the newest the callers read.
+
+    NotFound when the last write was a delete. The secrets come along when the last write had them.
+    """
+    if latest is not None and latest.deleted:
+        raise NotFound("connection not found")
+    read = max((write.connection for write in writes), key=lambda connection: connection.version)
+    if latest is not None and latest.connection.version >= read.version:
+        return latest.connection, latest.secrets
+    return read, None
+
+
+async def _outcome(write: Awaitable[Written]) -> Written | Exception:
+    try:
+        return await write
+    except ConnhubError as refused:
+        return refused
