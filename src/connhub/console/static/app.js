@@ -66,6 +66,9 @@ async function renderPage(match) {
   if (mine !== generation) return; // a newer navigation won
   main.removeAttribute("aria-busy");
   fill(main, page);
+  // Focus moves to the page's first field, or to the page itself, so keyboard users start there.
+  const target = page.querySelector("[data-focus]");
+  (target || main).focus({ preventScroll: !target });
   const heading = page.querySelector("h1");
   if (heading) document.title = `${heading.textContent} · Connhub`;
 }

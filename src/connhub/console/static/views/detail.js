@@ -22,7 +22,7 @@ export async function detailView(page, { params }) {
     h("div", { class: "test-body" }, h("p", { class: "muted" }, state.canWrite ? "Not tested yet in this session. Test opens a real connection from the server." : "Testing needs the connections:write scope.")));
   const dot = h("span", { class: "title-dot" }, statusDot(state.lastTests.get(id)));
 
-  const testButton = h("button", { type: "button", class: "primary", on: { click: runTest }, "data-testid": "test" }, "Test");
+  const testButton = h("button", { type: "button", class: "primary steady", on: { click: runTest }, "data-testid": "test" }, "Test");
   const actions = h("div", { class: "actions" },
     state.canWrite ? testButton : null,
     h("a", { class: "button", href: `#/c/${id}/schema` }, "Browse schema"),

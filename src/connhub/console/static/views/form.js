@@ -81,7 +81,7 @@ class ConnectionForm {
     fill(this.page, h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← Connections")), h("h1", {}, title), this.form);
     this.applyEngine(engine);
     if (fix) this.markToFix(fix, "The last test failed here.");
-    else queueMicrotask(() => this.fields.get("configName").input.focus());
+    else this.fields.get("configName").input.dataset.focus = "";
   }
 
   // -- building --------------------------------------------------------------------------------
@@ -351,7 +351,9 @@ class ConnectionForm {
     const name = field === "ssl" ? "ssl.mode" : field;
     if (this.showField(name, reason)) {
       this.fields.get(name).wrap.classList.add("to-fix");
-      queueMicrotask(() => this.fields.get(name).input.focus());
+      const input = this.fields.get(name).input;
+      if (input.isConnected) input.focus();
+      else input.dataset.focus = ""; // focused once the page is shown
     }
   }
 

@@ -46,5 +46,5 @@ export async function signInView(page, { onSignedIn }) {
   }
 
   fill(page, form);
-  queueMicrotask(() => input.focus());
+  input.dataset.focus = "";
 }
