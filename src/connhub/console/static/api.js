@@ -5,8 +5,8 @@ const TOKEN_KEY = "connhub.console.token";
 const BASE = "/v1/management/connections";
 const PROGRESS_DELAY_MS = 300;
 
-// sessionStorage: the token lives as long as the tab, is never written to disk by localStorage's
-// rules and never goes into a URL.
+// Session storage: the token lives as long as the tab (never in local storage, which outlives it
+// and is shared by every tab), and never goes into a URL.
 export const token = {
   get: () => sessionStorage.getItem(TOKEN_KEY),
   set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
