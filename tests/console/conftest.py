@@ -150,7 +150,9 @@ def _serve(
 
 
 @pytest.fixture(scope="package", params=["sqlite", "postgresql"])
-def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, encryption_keys: str) -> Iterator[Served]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, encryption_keys: str
+) -> Iterator[Served]:
     """`connhub serve` with auth disabled: the console opens straight away, tenant `default`."""
     yield from _serve(tmp_path_factory, request, encryption_keys, auth=False)
 

@@ -10,6 +10,8 @@ from tests.console.conftest import LOCAL_PG, PRODUCT, SCHEMA_TABLE, Console, see
 from tests.support.servers import free_port
 
 TO_FIX = re.compile(r"\bto-fix\b")
+DASH = "\N{EN DASH}"  # the list's range: 1-50 of 1,000, typeset
+NO_VALUE = "\N{EN DASH}"
 
 
 async def test_auth_disabled_opens_straight_to_the_list_with_the_tenant(tab: Console) -> None:
@@ -75,7 +77,7 @@ async def test_live_test_success_shows_phases_version_and_the_status_dot(tab: Co
     await tab.open(f"/c/{created['id']}")
     await page.get_by_test_id("test").click()
     await expect(page.get_by_test_id("verdict")).to_contain_text("Connected in")
-    await expect(page.get_by_test_id("server-version")).not_to_have_text("–")
+    await expect(page.get_by_test_id("server-version")).not_to_have_text(NO_VALUE)
     legend = page.locator(".phase-legend")
     for phase in ("dnsMs", "connectMs", "queryMs"):  # trust auth: no auth phase
         await expect(legend.locator(f'[data-phase="{phase}"]')).to_be_visible()
@@ -173,19 +175,19 @@ async def test_paging_through_1000_connections(tab: Console) -> None:
     await tab.open("/")
     await page.get_by_label("Sort").select_option("configName:asc")
     await page.get_by_label("Search by name").fill(prefix)
-    await expect(page.get_by_test_id("range")).to_have_text("1–50 of 1,000")
+    await expect(page.get_by_test_id("range")).to_have_text(f"1{DASH}50 of 1,000")
 
     seen: list[str] = []
     for number in range(20):
         first = f"{number * 50 + 1:,}"
-        await expect(page.get_by_test_id("range")).to_have_text(f"{first}–{(number + 1) * 50:,} of 1,000")
+        await expect(page.get_by_test_id("range")).to_have_text(f"{first}{DASH}{(number + 1) * 50:,} of 1,000")
         seen.extend(await page.locator("tbody a.name").all_inner_texts())
         if number < 19:
             await page.get_by_test_id("next").click()
     assert seen == names
     await expect(page.get_by_test_id("next")).to_be_disabled()
     await page.get_by_test_id("previous").click()
-    await expect(page.get_by_test_id("range")).to_have_text("901–950 of 1,000")
+    await expect(page.get_by_test_id("range")).to_have_text(f"901{DASH}950 of 1,000")
     await expect(page.locator("tbody a.name").first).to_have_text(names[900])
 
 
@@ -195,7 +197,7 @@ async def test_a_name_made_of_markup_renders_as_text(tab: Console) -> None:
     created = tab.server.create(configName=name, metadata={"<b>key</b>": "<script>alert(2)</script>"})
     await tab.open("/")
     await page.get_by_label("Search by name").fill(name[-12:])
-    await expect(page.get_by_test_id("range")).to_have_text("1–1 of 1")
+    await expect(page.get_by_test_id("range")).to_have_text(f"1{DASH}1 of 1")
     await expect(page.locator("tbody a.name")).to_have_text(name)
     await page.locator("tbody a.name").click()
     await expect(page.get_by_role("heading", name=name)).to_be_visible()
@@ -239,5 +241,6 @@ async def test_every_control_is_labelled_and_keyboard_reachable(tab: Console) ->
     reached = set()
     for _ in range(12):
         await tab.page.keyboard.press("Tab")
-        reached.add(await tab.page.evaluate("document.activeElement.getAttribute('data-testid') || document.activeElement.id"))
+        focused = "document.activeElement.getAttribute('data-testid') || document.activeElement.id"
+        reached.add(await tab.page.evaluate(focused))
     assert {"new", "filter-configName", "filter-type"} <= reached
