@@ -7,6 +7,7 @@ import re
 from playwright.async_api import expect
 
 from tests.console.conftest import LOCAL_PG, PRODUCT, SCHEMA_TABLE, Console, seed_many, unique
+from tests.support.listeners import SilentListener
 from tests.support.servers import free_port
 
 TO_FIX = re.compile(r"\bto-fix\b")
@@ -107,6 +108,22 @@ async def test_live_test_failure_names_the_cause_and_the_field_to_fix(tab: Conso
     await page.get_by_test_id("fix").get_by_role("link").click()
     await expect(page.locator('.field[data-field="port"]')).to_have_class(TO_FIX)
     await expect(page.get_by_label("Port")).to_be_focused()
+
+
+async def test_a_slow_test_shows_progress_and_moves_nothing(tab: Console) -> None:
+    page = tab.page
+    async with SilentListener() as silent:  # accepts, never answers: the probe runs to its timeout
+        created = tab.server.create(configName=unique("silent"), port=silent.port)
+        await tab.open(f"/c/{created['id']}")
+        boxes = [page.get_by_test_id("facts"), page.get_by_test_id("test-panel"), page.get_by_test_id("test")]
+        before = [await box.bounding_box() for box in boxes]
+        await page.get_by_test_id("test").click()
+        await expect(page.get_by_test_id("test")).to_have_attribute("aria-busy", "true")
+        await expect(page.get_by_role("progressbar")).to_be_visible()
+        assert [await box.bounding_box() for box in boxes] == before
+        await expect(page.get_by_test_id("verdict")).to_contain_text("TIMEOUT", timeout=30_000)
+        await expect(page.get_by_role("progressbar")).to_be_hidden()
+        await expect(page.get_by_test_id("fix")).to_contain_text("host")
 
 
 async def test_schema_browser_lists_tables_then_columns_and_searches(tab: Console, schema_database: str) -> None:
