@@ -332,8 +332,9 @@ class ConnectionForm {
     for (const [name, reason] of Object.entries(fields)) {
       if (!this.showField(formFieldOf(name), reason)) general.push(`${name}: ${reason}`);
     }
-    const shown = Object.keys(fields).length - general.length;
-    this.showSummary(shown ? `${error.message}` : error.message, general);
+    const labels = Object.keys(fields).map(formFieldOf).filter((name) => this.fields.has(name))
+      .map((name) => this.fields.get(name).label.textContent);
+    this.showSummary(labels.length ? `Please check: ${[...new Set(labels)].join(", ")}.` : error.message, general);
     this.focusFirstError();
   }
 
