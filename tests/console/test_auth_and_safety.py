@@ -38,6 +38,9 @@ async def test_sign_in_refuses_a_bad_token_then_keeps_a_good_one_in_the_tab_only
     token = mint(tenant, f"{READ} {WRITE}")
     await sign_in(jwt_tab, "not-a-jwt")
     await expect(page.locator("#token-error")).to_have_text("the token is invalid")
+    await page.get_by_label("Bearer token").fill(mint(tenant, "profile email"))
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#token-error")).to_have_text("the token lacks the connections:read scope")
     await expect(page.get_by_label("Bearer token")).to_have_attribute("aria-invalid", "true")
 
     await page.get_by_label("Bearer token").fill(token)

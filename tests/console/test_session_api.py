@@ -27,6 +27,8 @@ async def test_with_jwt_it_names_the_tokens_tenant_and_scopes(
         assert missing.status_code == 401 and missing.json()["code"] == "CONN-1002"
         forged = await http.get("/v1/session", headers={"Authorization": "Bearer x.y.z"})
         assert forged.status_code == 401
+        unscoped = await http.get("/v1/session", headers={"Authorization": f"Bearer {mint('acme', 'profile')}"})
+        assert unscoped.status_code == 403 and "connections:read" in unscoped.json()["message"]
 
 
 async def test_it_is_documented(sqlite_client: httpx.AsyncClient) -> None:
