@@ -51,6 +51,8 @@ export async function detailView(page, { params }) {
       fill(body, testReport(report, (field) => `#/c/${id}/edit?fix=${encodeURIComponent(field)}`));
       const blamed = report.error?.field && facts.querySelector(`[data-field="${CSS.escape(report.error.field)}"]`);
       if (blamed) blamed.classList.add("to-fix");
+      // On a narrow screen the panel sits below the facts: bring the result into view.
+      if (panel.getBoundingClientRect().top > window.innerHeight) panel.scrollIntoView({ block: "start" });
     } catch (error) {
       fill(body, h("p", { class: "state error", role: "alert" }, error.status === 429 ? `Too many tests: ${error.message}` : error.message));
     } finally {
