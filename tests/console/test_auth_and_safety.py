@@ -78,6 +78,13 @@ async def test_a_read_only_token_sees_no_write_buttons(jwt_tab: Console) -> None
     assert await page.locator("form.connection-form").count() == 0
 
 
+async def test_a_new_organization_sees_the_empty_state(jwt_tab: Console) -> None:
+    await sign_in(jwt_tab, mint(unique("newcomer"), f"{READ} {WRITE}"))
+    await expect(jwt_tab.page.get_by_text("No connections yet.")).to_be_visible()
+    await jwt_tab.page.get_by_role("link", name="Create the first connection").click()
+    await expect(jwt_tab.page.get_by_role("heading", name="New connection")).to_be_visible()
+
+
 async def test_another_tenants_connection_is_not_found(jwt_tab: Console) -> None:
     theirs = jwt_tab.server.create(mint(unique("them"), f"{READ} {WRITE}"), configName=unique("private"))
     await sign_in(jwt_tab, mint(unique("us"), READ))
@@ -136,6 +143,21 @@ async def test_a_certificate_is_read_in_the_browser_and_sent_as_pem(tab: Console
     await page.get_by_label("Client certificate").set_input_files(str(bad))
     await page.get_by_test_id("save").click()
     await expect(page.locator('[data-field="ssl.cert"] .field-error')).not_to_be_empty()
+
+
+async def test_saving_over_a_change_made_meanwhile_says_so(tab: Console) -> None:
+    page = tab.page
+    created = tab.server.create(configName=unique("contested"))
+    await tab.open(f"/c/{created['id']}/edit")
+    await expect(page.get_by_label("Host")).to_have_value("127.0.0.1")
+    meanwhile = httpx.patch(
+        f"{tab.server.url}/v1/management/connections/{created['id']}", json={"metadata": {"by": "someone"}}, timeout=30
+    )
+    assert meanwhile.status_code == 200
+    await page.get_by_label("Database").fill("other")
+    await page.get_by_test_id("save").click()
+    await expect(page.locator(".error-summary")).to_contain_text("changed since you opened it")
+    assert tab.server.get(created["id"]).json()["databaseName"] == "postgres"
 
 
 def test_console_responses_carry_a_strict_policy(server: Served) -> None:
