@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 from playwright.async_api import expect
 
 from tests.console.conftest import LOCAL_PG, PRODUCT, SCHEMA_TABLE, Console, seed_many, unique
@@ -51,6 +52,21 @@ async def test_create_through_the_form_shows_the_field_error_then_saves(tab: Con
     # The password is held but never rendered: no input, no masked value, anywhere.
     assert await page.locator("input[type=password], input[type=hidden]").count() == 0
     assert "unused-under-trust" not in await page.content()
+
+
+async def test_an_unsaved_test_highlights_the_field_in_the_form_and_stores_nothing(tab: Console) -> None:
+    page = tab.page
+    name = unique("unsaved")
+    await tab.open("/new")
+    await page.get_by_label("Paste a connection string").fill(f"postgresql://postgres:pw@127.0.0.1:{free_port()}/postgres")
+    await page.get_by_test_id("fill").click()
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_test_id("test-unsaved").click()
+    await expect(page.get_by_test_id("verdict")).to_contain_text("PORT_CLOSED")
+    await expect(page.locator('.field[data-field="port"]')).to_have_class(TO_FIX)
+    await expect(page.get_by_label("Port")).to_be_focused()
+    listed = httpx.get(f"{tab.server.url}/v1/management/connections", params={"configName": name}, timeout=30)
+    assert listed.json()["total"] == 0
 
 
 async def test_a_pasted_connection_string_fills_the_form(tab: Console) -> None:
