@@ -15,8 +15,8 @@ from starlette.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connhub.api.auth import READ
-from connhub.api.http import authorize, hub
+from connhub.api.deps import Reader
+from connhub.api.http import hub
 from connhub.api.openapi import errors
 from connhub.api.responses import Json
 
@@ -79,9 +79,8 @@ router = APIRouter(tags=["Console"])
     summary="Who the token is: its organization and scopes (the console signs in with this; needs connections:read)",
     responses={200: {"model": Session}, **errors(401, 403)},
 )
-async def session(request: Request) -> Json:
+async def session(request: Request, principal: Reader) -> Json:
     # connections:read, like every other route: a token that may read nothing has no use here.
-    principal = authorize(request, READ)
     scopes = sorted(principal.scopes)
     return Json({"tenant": principal.tenant, "scopes": scopes, "authEnabled": hub(request).auth.enabled})
 
