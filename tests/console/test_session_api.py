@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import httpx
 
+from connhub.api.console import Session
 from connhub.config import Settings
 from tests.conftest import client_for
 from tests.console.conftest import JWT_SECRET, READ, WRITE, mint
@@ -36,3 +37,5 @@ async def test_it_is_documented(sqlite_client: httpx.AsyncClient) -> None:
     operation = document["paths"]["/v1/session"]["get"]
     assert set(operation["responses"]) >= {"200", "401", "403"}
     assert "/console/" not in document["paths"]
+    for example in Session.model_config["json_schema_extra"]["examples"]:  # type: ignore[index]
+        Session.model_validate(example)

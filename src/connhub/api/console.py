@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,6 +69,12 @@ class Session(BaseModel):
     tenant: str
     scopes: list[str]
     authEnabled: bool
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"tenant": "acme", "scopes": ["connections:read", "connections:write"], "authEnabled": True}]
+        }
+    )
 
 
 router = APIRouter(tags=["Console"])
