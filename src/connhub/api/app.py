@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from connhub import __version__, bootstrap
-from connhub.api import errors, ops
+from connhub.api import console, errors, ops
 from connhub.api.access import RequestLog
 from connhub.api.auth import Authenticator
 from connhub.api.dialects.chartbrew import routes as chartbrew
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(reporter.router)
     app.include_router(chartbrew.router)
+    console.install(app)
     install_openapi(app, bearer=settings.auth == "jwt")
     install_docs(app)
     app.add_middleware(BodyLimit)
