@@ -411,6 +411,10 @@ def _options(value: Any, errors: dict[str, str]) -> dict[str, str]:
             errors["options"] = "each option must be a short scalar value"
             return {}
         options[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
+    if any(connstring.is_secret_key(key) for key in options):
+        # Options are stored and answered in clear; a secret among them would be shown to every reader.
+        errors["options"] = connstring.SECRET_OPTION_HINT
+        return {}
     if len(items) > 50:
         errors["options"] = "at most 50 options"
     return options
