@@ -43,6 +43,8 @@ from connhub.domain.errors import (
 )
 from connhub.domain.listing import MAX_LIMIT, ListQuery, Page, SortBy, SortOrder, parse_list_query
 from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
+from connhub.domain.schema_mapping import check_mapped_fields
+from connhub.domain.text import has_control_characters
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from connhub.row_writes import RowState, RowWrites
@@ -229,6 +231,8 @@ class ConnectionService:
         return await self.repository.get_by_number(tenant, number)
 
     async def get_by_name_or_id(self, tenant: str, name_or_id: str) -> Connection:
+        if has_control_characters(name_or_id):  # no name holds one (and PostgreSQL cannot compare a NUL)
+            raise ValidationFailed({"id": "must not contain control characters"})
         try:
             return await self.repository.get(tenant, UUID(name_or_id))
         except ValueError:
@@ -423,7 +427,9 @@ class ConnectionService:
     async def validate_schema(
         self, tenant: str, mapped_fields: Mapping[str, Mapping[str, list[str]]]
     ) -> None:
-        """Check that every mapped data source, table and field exists; list every one missing."""
+        """Check that every mapped data source, table and field exists; list every one missing.
+        Reporter's limits (domain/schema_mapping.py) are checked first, before any lookup."""
+        check_mapped_fields(mapped_fields)
         errors: list[dict[str, Any]] = []
         for source, tables in mapped_fields.items():
             try:
