@@ -78,7 +78,7 @@ class ProbeRunner:
             # reason is that the server sent it elsewhere.
             return ProbeFailure(
                 ErrorCategory.HOST_FORBIDDEN,
-                f"{_PRODUCT_NAMES.get(target.engine, target.engine)} at {target.host}:{target.port} sent the "
+                f"{_product(target.engine, None)} at {target.host}:{target.port} sent the "
                 f"connection on to {attempt.hops.refused[0]} (a redirect or a discovered member); only the "
                 "address the network guard checked is used: test the server it names directly",
             )
