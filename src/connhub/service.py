@@ -407,7 +407,11 @@ class ConnectionService:
         return await self.probes.test(_target(validate_spec(fields)))
 
     async def schema(self, tenant: str, connection: Connection, refresh: bool = False) -> list[Table]:
-        if not refresh and (cached := self.schema_cache.get(connection)) is not None:
+        """The connection's tables: cached, else read live. A refresh (past the cache, on demand)
+        counts against the connection's tests a minute, as a test does."""
+        if refresh:
+            self.rate_limiter.take(tenant, connection.id)
+        elif (cached := self.schema_cache.get(connection)) is not None:
             return cached
         try:
             spec = await self._open_spec(connection)
