@@ -507,14 +507,21 @@ class ConnectionService:
                     blob, Binding(connection.tenant, str(connection.id), field)
                 )
             except SecretUnreadable as error:
-                raise SecretsUnavailable(
-                    f"a stored secret ({field}) is sealed under key {error.key_id!r}, which is not loaded"
-                ) from None
+                raise SecretsUnavailable(_unreadable_message(field, error)) from None
         return opened, frozenset(stored)
 
     async def _open_spec(self, connection: Connection) -> ConnectionSpec:
         opened, _ = await self._open_secrets(connection)
         return validate_spec(_fields_of(connection, opened))
+
+
+def _unreadable_message(field: str, error: SecretUnreadable) -> str:
+    if not error.key_loaded:
+        return f"a stored secret ({field}) is sealed under key {error.key_id!r}, which is not loaded"
+    return (
+        f"a stored secret ({field}) does not open for this record under key {error.key_id!r} (the key is "
+        "loaded: the secret was sealed for another record, or altered); send it again"
+    )
 
 
 def _fields_of(connection: Connection, secrets: Mapping[str, str]) -> dict[str, Any]:
