@@ -561,13 +561,15 @@ def _replaced_secrets(patch: Mapping[str, Any]) -> set[str]:
 
 
 def _check_etag(connection: Connection, if_match: str | None, written_since: bool = False) -> None:
-    """PreconditionFailed unless If-Match names `connection`'s version (`*`: any). `written_since`:
-    an earlier write of the same batch changed it, so no tag the caller holds can name it."""
+    """PreconditionFailed unless If-Match names `connection`'s version. RFC 9110 13.1.1: `*`
+    matches any current record; otherwise any tag of the list that is the record's ETag, compared
+    strongly (a weak W/ tag never matches). `written_since`: an earlier write of the same batch
+    changed it, so no tag the caller holds can name it."""
     if if_match is None or if_match.strip() == "*":
         return
     if written_since:
         raise PreconditionFailed("the connection changed since it was read (ETag mismatch)")
-    tags = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+    tags = {tag.strip() for tag in if_match.split(",")}  # our ETags hold no comma
     if connection.etag not in tags:
         raise PreconditionFailed("the connection changed since it was read (ETag mismatch)")
 

@@ -288,6 +288,10 @@ def _config_name(value: Any, errors: dict[str, str]) -> str | None:
         errors["configName"] = "must be 3-100 characters after trimming"
     elif CONTROL.search(name):
         errors["configName"] = "must not contain control characters"
+    elif any(unicodedata.category(char) == "Cf" for char in name):
+        # Zero-width spaces and joiners, bidirectional controls, BOMs: a second name that looks
+        # exactly like the first (or reads backwards) is a trap, not a name.
+        errors["configName"] = "must not contain invisible characters (zero-width, bidirectional controls)"
     return name
 
 
