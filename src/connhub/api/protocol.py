@@ -15,7 +15,7 @@ requests that uvicorn leaves out.
   and drops what still comes for at most LINGER_S (closing at once would reset the connection
   and could destroy the answer before the client read it), then closes.
 
-Refusals answer in the JSON error shape and close the connection. Bodies also have a size limit
+Refusals answer in the JSON error shape and end the connection the same way. Bodies also have a size limit
 (`BodyLimit`), once the head is read.
 """
 
@@ -107,12 +107,22 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         answered_early = self._in_body and not self.transport.is_closing()
         super().on_response_complete()
-        if answered_early and self._lingering is None:
+        if answered_early:
             # Answered before the body arrived (a 401, a 413): do not wait for the rest of it.
             self._disarm_request_deadline()
-            self._lingering = self.loop.call_later(LINGER_S, self.transport.close)
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
+            self._end_after_answer()
+
+    def _end_after_answer(self) -> None:
+        """End our side now (FIN after the answer), drop whatever still arrives, close after
+        LINGER_S: closing at once, with the client's bytes still coming, would reset the
+        connection, and a reset can destroy the answer before the client reads it."""
+        if self._lingering is not None or self.transport.is_closing():
+            return
+        self._lingering = self.loop.call_later(LINGER_S, self.transport.close)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        else:
+            self.transport.close()
 
     # Bounds
 
@@ -153,4 +163,4 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         body = orjson.dumps({"code": code, "title": title, "message": message})
         head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
         self.transport.write(head % (status, _REASONS[status], len(body)) + body)
-        self.transport.close()
+        self._end_after_answer()
