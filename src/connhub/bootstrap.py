@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from connhub import coordination
 from connhub.config import Settings
+from connhub.coordination import Coordination
 from connhub.probes.guard import parse_cidrs, parse_dns_servers
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from connhub.secrets import KeyRing, development_key_ring
@@ -23,25 +25,28 @@ class Core:
     service: ConnectionService
     repository: ConnectionRepository
     key_ring: KeyRing
+    coordination: Coordination  # the rate limit, probe bound and schema cache: this process's, or Redis's
 
     async def close(self) -> None:
         await self.repository.close()
+        await self.coordination.close()
 
 
 def build(settings: Settings) -> Core:
     """Everything from settings. A bad setting raises ValueError/RuntimeError naming it, before the
     store is opened (so no pool is left behind)."""
-    probes = ProbeRunner(probe_policy(settings))
+    shared = coordination.build(settings)
+    probes = ProbeRunner(probe_policy(settings), shared.probe_slots)
     key_ring = load_key_ring(settings)
     repository = ConnectionRepository.open(settings.database_url, settings.store_pool_size)
     service = ConnectionService(
         repository,
         key_ring,
         probes,
-        tests_per_minute=settings.tests_per_minute,
-        schema_cache_ttl_s=settings.schema_cache_ttl_s,
+        rate_limiter=shared.rate_limiter,
+        schema_cache=shared.schema_cache,
     )
-    return Core(service, repository, key_ring)
+    return Core(service, repository, key_ring, shared)
 
 
 def load_key_ring(settings: Settings) -> KeyRing:
@@ -49,6 +54,9 @@ def load_key_ring(settings: Settings) -> KeyRing:
         return KeyRing.parse(settings.encryption_keys)
     if settings.env == "production":
         raise RuntimeError("CONNHUB_ENCRYPTION_KEYS is required in production")
+    if settings.shared_store:
+        # Every process on a PostgreSQL store must hold the same keys; a generated one is this host's alone.
+        raise RuntimeError("CONNHUB_ENCRYPTION_KEYS is required with a PostgreSQL store")
     return development_key_ring(settings.key_file)
 
 

@@ -7,8 +7,6 @@ both API dialects call these functions with canonical field mappings and get dom
 from __future__ import annotations
 
 import json
-import time
-from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +15,8 @@ from uuid import UUID
 
 from uuid6 import uuid7
 
+from connhub.coordination import RateLimiter, SchemaCache
+from connhub.coordination.local import LocalRateLimiter, LocalSchemaCache
 from connhub.domain import connstring
 from connhub.domain.connection import (
     SECRET_FIELDS,
@@ -33,7 +33,6 @@ from connhub.domain.errors import (
     NameTaken,
     NotFound,
     PreconditionFailed,
-    RateLimited,
     SchemaMismatch,
     SecretsUnavailable,
     TestFailed,
@@ -61,59 +60,6 @@ class RotationResult:
     active_key_id: str
 
 
-class TestRateLimiter:
-    """At most `per_minute` live tests of one connection in any 60 s window (both dialects share it).
-
-    Kept in process memory: with several workers each keeps its own window (see README).
-    """
-
-    __test__ = False
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._windows: dict[tuple[str, UUID], deque[float]] = {}
-
-    def take(self, tenant: str, connection_id: UUID) -> None:
-        now = time.monotonic()
-        window = self._windows.setdefault((tenant, connection_id), deque())
-        while window and now - window[0] >= 60:
-            window.popleft()
-        if len(window) >= self.per_minute:
-            retry_after = max(1, int(60 - (now - window[0])) + 1)
-            raise RateLimited(f"at most {self.per_minute} tests a minute per connection", retry_after)
-        window.append(now)
-        if len(self._windows) > 100_000:  # forget idle connections rather than grow without bound
-            self._windows = {key: w for key, w in self._windows.items() if w and now - w[-1] < 60}
-
-
-class SchemaCache:
-    """Discovered schemas by connection, valid for `ttl_s` and only for the version they were read at."""
-
-    def __init__(self, ttl_s: float, max_entries: int = 1024) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: OrderedDict[UUID, tuple[int, float, list[Table]]] = OrderedDict()
-
-    def get(self, connection: Connection) -> list[Table] | None:
-        entry = self._entries.get(connection.id)
-        if entry is None:
-            return None
-        version, stored_at, tables = entry
-        if version != connection.version or time.monotonic() - stored_at > self.ttl_s:
-            del self._entries[connection.id]
-            return None
-        return tables
-
-    def put(self, connection: Connection, tables: list[Table]) -> None:
-        self._entries[connection.id] = (connection.version, time.monotonic(), tables)
-        self._entries.move_to_end(connection.id)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def drop(self, connection_id: UUID) -> None:
-        self._entries.pop(connection_id, None)
-
-
 class ConnectionService:
     def __init__(
         self,
@@ -121,14 +67,15 @@ class ConnectionService:
         key_ring: KeyRing,
         probes: ProbeRunner,
         *,
-        tests_per_minute: int = 10,
-        schema_cache_ttl_s: float = 300.0,
+        rate_limiter: RateLimiter | None = None,
+        schema_cache: SchemaCache | None = None,
     ) -> None:
         self.repository = repository
         self.key_ring = key_ring
         self.probes = probes
-        self.rate_limiter = TestRateLimiter(tests_per_minute)
-        self.schema_cache = SchemaCache(schema_cache_ttl_s)
+        # Shared by every replica when CONNHUB_REDIS_URL is set (connhub.coordination).
+        self.rate_limiter = rate_limiter or LocalRateLimiter(10)
+        self.schema_cache = schema_cache or LocalSchemaCache(300.0)
         self._write_turns: WriteTurns[Connection] = WriteTurns()
 
     # -- create -------------------------------------------------------------------------------
@@ -247,7 +194,7 @@ class ConnectionService:
             )
 
         updated = await self._write_latest(tenant, connection, if_match, attempt)
-        self.schema_cache.drop(connection.id)
+        await self.schema_cache.drop(connection.id)
         return updated
 
     async def attach_ssl_files(
@@ -262,7 +209,7 @@ class ConnectionService:
             return await self.repository.soft_delete(current, utc_now()) or None
 
         await self._write_latest(tenant, connection, if_match, attempt)
-        self.schema_cache.drop(connection.id)
+        await self.schema_cache.drop(connection.id)
 
     async def assign(self, tenant: str, connection: Connection, product_name: str) -> Connection:
         async def attempt(current: Connection) -> Connection | None:
@@ -307,7 +254,7 @@ class ConnectionService:
     # -- live access --------------------------------------------------------------------------
 
     async def test_saved(self, tenant: str, connection: Connection) -> TestReport:
-        self.rate_limiter.take(tenant, connection.id)
+        await self.rate_limiter.take(tenant, connection.id)
         try:
             spec = await self._open_spec(connection)
         except SecretsUnavailable as error:
@@ -318,7 +265,7 @@ class ConnectionService:
         return await self.probes.test(_target(validate_spec(fields)))
 
     async def schema(self, tenant: str, connection: Connection, refresh: bool = False) -> list[Table]:
-        if not refresh and (cached := self.schema_cache.get(connection)) is not None:
+        if not refresh and (cached := await self.schema_cache.lookup(connection)) is not None:
             return cached
         try:
             spec = await self._open_spec(connection)
@@ -328,7 +275,7 @@ class ConnectionService:
         tables, report = await self.probes.read_schema(_target(spec))
         if tables is None:
             raise TestFailed("the database could not be read", report)
-        self.schema_cache.put(connection, tables)
+        await self.schema_cache.put(connection, tables)
         return tables
 
     def cached_schema(self, connection: Connection) -> list[Table] | None:
