@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from connhub import __version__
-from connhub.api.deps import RepositoryDep, ServiceDep
+from connhub.api.deps import CoordinationDep, RepositoryDep, ServiceDep
 from connhub.api.openapi import PUBLIC_TAG
 from connhub.api.responses import Json
 from connhub.domain.errors import StoreUnavailable
@@ -54,7 +54,7 @@ BEHIND = {
         503: {"description": "Not ready (the body says why)", **_json(BEHIND, READINESS)},
     },
 )
-async def readyz(service: ServiceDep, repository: RepositoryDep) -> Json:
+async def readyz(service: ServiceDep, repository: RepositoryDep, shared: CoordinationDep) -> Json:
     checks: dict[str, object] = {}
     problems: list[str] = []
     try:
@@ -70,6 +70,9 @@ async def readyz(service: ServiceDep, repository: RepositoryDep) -> Json:
             problems.append("stored secrets are sealed under key id(s) not loaded: " + ", ".join(missing))
     except StoreUnavailable:
         checks["store"] = "unavailable"
+    answers = await shared.shared_state_answers() if shared is not None else None
+    if answers is not None:  # informational: without Redis tests answer 503, all else works: still ready
+        checks["sharedState"] = "ok" if answers else "unavailable"
     ready = checks["store"] == "ok" and not problems
     body = {"status": "ready" if ready else "unready", "checks": checks}
     if problems:
