@@ -31,6 +31,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -50,7 +51,7 @@ from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.group_update import GroupUpdate, PendingUpdate
 from connhub.store.revision import RevisionWatch
 from connhub.store.schema import async_url
-from connhub.store.tables import connection_secrets, connections, idempotency_keys
+from connhub.store.tables import DATABASE_NOW, connection_secrets, connections, idempotency_keys
 from connhub.store.totals import ListTotals
 
 Sealed = Mapping[str, tuple[str, bytes]]  # field -> (key id, ciphertext)
@@ -169,6 +170,10 @@ class ConnectionRepository:
                 raise
             raise StoreUnavailable("the connection store is not answering; try again shortly") from None
 
+    def _now(self, now: datetime) -> Any:
+        """When a write happens: on PostgreSQL the database's clock (one for every replica), else `now`."""
+        return _DATABASE_NOW if self.engine.dialect.name == "postgresql" else now
+
     async def ping(self) -> None:
         async with self._read() as conn:
             await conn.execute(select(1))
@@ -206,9 +211,11 @@ class ConnectionRepository:
                 "response": {"connectionId": str(idempotency.connection_id)},
                 "created_at": now,
             }
-        number = await self._creates.add(NewConnection(row, _secret_rows(sealed), keyed))
+        number, created_at = await self._creates.add(NewConnection(row, _secret_rows(sealed), keyed))
         self._totals.forget(tenant)
-        return _to_connection({**row, "number": number, "deleted_at": None})
+        return _to_connection(
+            {**row, "number": number, "created_at": created_at, "updated_at": created_at, "deleted_at": None}
+        )
 
     async def find_idempotent(self, tenant: str, key: str) -> IdempotencyRecord | None:
         async with self._read() as conn:
@@ -345,7 +352,7 @@ class ConnectionRepository:
                 await conn.execute(
                     update(connections)
                     .where(*_UNCHANGED_SINCE_READ, connections.c.product_name.is_(None))
-                    .values(product_name=product_name, updated_at=now, version=current.version + 1)
+                    .values(product_name=product_name, updated_at=self._now(now), version=current.version + 1)
                     .returning(*connections.c),
                     _as_read(current),
                 )
@@ -360,7 +367,10 @@ class ConnectionRepository:
                 update(connections)
                 .where(*_UNCHANGED_SINCE_READ)
                 .values(
-                    deleted_at=now, updated_at=now, version=current.version + 1, masked_connection_string=None
+                    deleted_at=self._now(now),
+                    updated_at=self._now(now),
+                    version=current.version + 1,
+                    masked_connection_string=None,
                 ),
                 _as_read(current),
             )
@@ -433,6 +443,8 @@ _UNCHANGED_SINCE_READ = (
     connections.c.version == bindparam("at_version"),
     connections.c.deleted_at.is_(None),
 )
+# The database's clock as the columns keep it (naive UTC), for writes on PostgreSQL.
+_DATABASE_NOW = literal_column(DATABASE_NOW)
 # SET comes from the parameters' column names (the same set every time: one cached statement).
 _REPLACE_IF_UNCHANGED = update(connections).where(*_UNCHANGED_SINCE_READ).returning(*connections.c)
 _DROP_SECRETS = delete(connection_secrets).where(

@@ -41,6 +41,10 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# PostgreSQL's clock as the timestamp columns keep it (naive UTC): write times on a store that several
+# replicas share come from it, not from each replica's clock (its transaction's or statement's start).
+DATABASE_NOW = "timezone('UTC', now())"
+
 metadata = MetaData()
 # SQLite only makes an INTEGER PRIMARY KEY auto-increment.
 Serial = BigInteger().with_variant(Integer(), "sqlite")
