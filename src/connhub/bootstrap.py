@@ -13,7 +13,7 @@ from connhub.config import Settings
 from connhub.coordination import Coordination
 from connhub.probes.guard import parse_cidrs, parse_dns_servers
 from connhub.probes.runner import ProbePolicy, ProbeRunner
-from connhub.secrets import KeyRing, development_key_ring
+from connhub.secrets import KeyRing, RequestDigests, development_key_ring, parse_key
 from connhub.service import ConnectionService
 from connhub.store.repository import ConnectionRepository
 
@@ -45,6 +45,7 @@ def build(settings: Settings) -> Core:
         probes,
         rate_limiter=shared.rate_limiter,
         schema_cache=shared.schema_cache,
+        digests=RequestDigests(key_ring, _idempotency_key(settings)),
     )
     return Core(service, repository, key_ring, shared)
 
@@ -68,6 +69,12 @@ def probe_policy(settings: Settings) -> ProbePolicy:
         max_concurrent=settings.probe_max_concurrent,
         dns_servers=_dns_servers(settings),
     )
+
+
+def _idempotency_key(settings: Settings) -> bytes | None:
+    if not settings.idempotency_key:
+        return None
+    return parse_key("CONNHUB_IDEMPOTENCY_KEY", settings.idempotency_key)
 
 
 def _dns_servers(settings: Settings) -> tuple[tuple[str, int], ...]:

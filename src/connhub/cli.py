@@ -326,6 +326,13 @@ async def _rotate(settings: Settings, batch_size: int) -> int:
     progress = RotationProgress(sys.stdout)
     try:
         with _opening_store(settings.database_url):
+            if differing := await core.service.key_mismatches():
+                print(
+                    "refusing to rotate: CONNHUB_ENCRYPTION_KEYS holds other bytes than the store knows for key "
+                    "id(s) " + ", ".join(differing),
+                    file=sys.stderr,
+                )
+                return 1
             to_move = await core.repository.key_id_counts()
             progress.start(sum(count for key_id, count in to_move.items() if key_id != core.key_ring.active_id))
             result = await core.service.rotate_keys(batch_size, progress.update)

@@ -42,7 +42,7 @@ from connhub.domain.listing import MAX_LIMIT, ListQuery, Page, SortBy, SortOrder
 from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
-from connhub.secrets import Binding, KeyRing, SecretUnreadable, key_id_of, request_digest
+from connhub.secrets import Binding, KeyRing, RequestDigests, SecretUnreadable, key_id_of
 from connhub.store.repository import ConnectionRepository, IdempotencyRecord, Sealed
 from connhub.write_turns import WriteTurns
 
@@ -69,9 +69,11 @@ class ConnectionService:
         *,
         rate_limiter: RateLimiter | None = None,
         schema_cache: SchemaCache | None = None,
+        digests: RequestDigests | None = None,
     ) -> None:
         self.repository = repository
         self.key_ring = key_ring
+        self.digests = digests or RequestDigests(key_ring)
         self.probes = probes
         # Shared by every replica when CONNHUB_REDIS_URL is set (connhub.coordination).
         self.rate_limiter = rate_limiter or LocalRateLimiter(10)
@@ -93,8 +95,9 @@ class ConnectionService:
         spec = validate_spec(fields)
         idempotency = None
         if idempotency_key:
-            digest = request_digest(self.key_ring, _canonical(fields, product_name))
-            replay = await self._replay(tenant, idempotency_key, digest)
+            canonical = _canonical(fields, product_name)
+            digest = self.digests.digest(canonical)
+            replay = await self._replay(tenant, idempotency_key, canonical)
             if replay is not None:
                 return replay
         if validate:
@@ -117,15 +120,15 @@ class ConnectionService:
             )
         except (NameTaken, IdempotencyKeyTaken):
             # A concurrent request with the same key won the race: answer as it did.
-            if idempotency_key and (replay := await self._replay(tenant, idempotency_key, digest)):
+            if idempotency_key and (replay := await self._replay(tenant, idempotency_key, canonical)):
                 return replay
             raise
 
-    async def _replay(self, tenant: str, key: str, digest: str) -> Connection | None:
+    async def _replay(self, tenant: str, key: str, canonical: bytes) -> Connection | None:
         previous = await self.repository.find_idempotent(tenant, key)
         if previous is None:
             return None
-        if previous.request_hash != digest:
+        if not self.digests.matches(canonical, previous.request_hash):
             raise IdempotencyMismatch("this X-Idempotency key was used with another request body")
         return await self.repository.get(tenant, previous.connection_id)
 
@@ -325,6 +328,15 @@ class ConnectionService:
             if progress is not None:
                 progress(RotationResult(resealed, unreadable, active))
         return RotationResult(resealed, unreadable, active)
+
+    async def key_mismatches(self) -> list[str]:
+        """Key ids whose bytes here differ from those the store first saw under that id.
+
+        Each process records its keys' check values (the first value per id wins); a process whose
+        bytes differ for a known id would seal secrets no other can open, so readiness names it.
+        """
+        stored = await self.repository.key_checks(self.key_ring.check_values(), utc_now())
+        return sorted(key_id for key_id, value in self.key_ring.check_values().items() if stored[key_id] != value)
 
     async def missing_key_ids(self) -> list[str]:
         """Key ids that seal stored secrets but are not in the key ring (readiness names them)."""

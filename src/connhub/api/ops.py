@@ -64,11 +64,19 @@ async def readyz(service: ServiceDep, repository: RepositoryDep, shared: Coordin
         behind = await repository.revision.behind()
         checks["schema"] = "behind" if behind else "ok"
         problems += [f"schema behind: {behind}"] if behind else []
-        # An older schema cannot answer the key query (nor any other): only ask at the current one.
+        # An older schema cannot answer the key queries (nor any other): only ask at the current one.
         missing = [] if behind else await service.missing_key_ids()
-        checks["keys"] = "ok" if not missing else {"missing": missing}
+        differing = [] if behind else await service.key_mismatches()
+        unready_keys = {name: ids for name, ids in (("missing", missing), ("differing", differing)) if ids}
+        checks["keys"] = unready_keys or "ok"
         if missing:
             problems.append("stored secrets are sealed under key id(s) not loaded: " + ", ".join(missing))
+        if differing:
+            problems.append(
+                "CONNHUB_ENCRYPTION_KEYS holds other bytes than the store knows for key id(s): "
+                + ", ".join(differing)
+                + " (every replica must hold the same key under an id)"
+            )
     except StoreUnavailable:
         checks["store"] = "unavailable"
     answers = await shared.shared_state_answers() if shared is not None else None

@@ -37,6 +37,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -51,7 +52,7 @@ from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.group_update import GroupUpdate, PendingUpdate
 from connhub.store.revision import RevisionWatch
 from connhub.store.schema import async_url
-from connhub.store.tables import DATABASE_NOW, connection_secrets, connections, idempotency_keys
+from connhub.store.tables import DATABASE_NOW, connection_secrets, connections, idempotency_keys, key_checks
 from connhub.store.totals import ListTotals
 
 Sealed = Mapping[str, tuple[str, bytes]]  # field -> (key id, ciphertext)
@@ -391,6 +392,19 @@ class ConnectionRepository:
             )
             return {key_id: count for key_id, count in rows}
 
+    async def key_checks(self, ours: Mapping[str, str], now: datetime) -> dict[str, str]:
+        """Record `ours` (key id -> check value) where the id is new; answer the stored value of each."""
+        query = select(key_checks.c.key_id, key_checks.c.check_value).where(key_checks.c.key_id.in_(list(ours)))
+        async with self._read() as conn:
+            stored = {key_id: value for key_id, value in await conn.execute(query)}
+        if stored.keys() == ours.keys():
+            return stored  # the usual case: a read, no write
+        new = [{"key_id": key_id, "check_value": ours[key_id], "created_at": now} for key_id in ours - stored.keys()]
+        insert_new = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(key_checks)
+        async with self._write() as conn:  # another process may record the same id meanwhile: its value wins
+            await conn.execute(insert_new.on_conflict_do_nothing(), new)
+            return {key_id: value for key_id, value in await conn.execute(query)}
+
     async def secrets_not_under(self, key_id: str, after: tuple[int, str], limit: int) -> list[StoredSecret]:
         """A batch of secrets sealed under another key than `key_id`, in (number, field) order."""
         number, field = after
@@ -444,7 +458,7 @@ _UNCHANGED_SINCE_READ = (
     connections.c.deleted_at.is_(None),
 )
 # The database's clock as the columns keep it (naive UTC), for writes on PostgreSQL.
-_DATABASE_NOW = literal_column(DATABASE_NOW)
+_DATABASE_NOW: ColumnElement[Any] = literal_column(DATABASE_NOW)
 # SET comes from the parameters' column names (the same set every time: one cached statement).
 _REPLACE_IF_UNCHANGED = update(connections).where(*_UNCHANGED_SINCE_READ).returning(*connections.c)
 _DROP_SECRETS = delete(connection_secrets).where(

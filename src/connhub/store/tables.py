@@ -112,3 +112,12 @@ idempotency_keys = Table(
     Column("response", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# What each encryption key id's bytes must give (HMAC-SHA256 of a fixed label): replicas agree on keys.
+key_checks = Table(
+    "key_checks",
+    metadata,
+    Column("key_id", String(255), primary_key=True),
+    Column("check_value", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
