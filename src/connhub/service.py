@@ -315,6 +315,7 @@ class ConnectionService:
         unreadable: dict[str, int] = {}
         after = (0, "")
         while batch := await self.repository.secrets_not_under(active, after, batch_size):
+            sealed = []
             for secret in batch:
                 binding = Binding(secret.tenant, str(secret.connection_id), secret.field)
                 try:
@@ -322,7 +323,10 @@ class ConnectionService:
                 except SecretUnreadable:
                     unreadable[secret.key_id] = unreadable.get(secret.key_id, 0) + 1
                     continue
-                if await self.repository.reseal(secret, active, self.key_ring.seal(plaintext, binding)):
+                sealed.append((secret, self.key_ring.seal(plaintext, binding)))
+            # One transaction a batch (was one a secret: 34 s for 1,500 secrets on a busy machine).
+            for (secret, _), swapped in zip(sealed, await self.repository.reseal_batch(sealed, active), strict=True):
+                if swapped:
                     resealed[secret.key_id] = resealed.get(secret.key_id, 0) + 1
             after = (batch[-1].connection_number, batch[-1].field)
             if progress is not None:

@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 
 import httpx
-import psycopg
 import pytest
 
 from connhub.config import Settings
-from tests.conftest import PG_ADMIN_URL, PRODUCT, client_for, seed_body
-from tests.scaleout.conftest import REDIS_HOST, REDIS_PORT
+from tests.conftest import PRODUCT, client_for, seed_body
+from tests.scaleout.conftest import REDIS_HOST, REDIS_PORT, execute_in
 from tests.support.listeners import SilentListener
 from tests.support.servers import free_port
 from tests.support.tcp_proxy import TcpProxy
@@ -97,7 +96,7 @@ async def test_a_refresh_on_one_replica_is_what_every_replica_serves(
         )
         schema = f"/v1/management/connections/{connection}/schema"
         assert _tables(await one.get(schema)) == ["before"]
-        _execute(target_database, "CREATE TABLE after (id int)")
+        execute_in(target_database, "CREATE TABLE after (id int)")
         assert _tables(await two.get(schema)) == ["before"]  # the shared cache, read by the other replica
         assert _tables(await one.get(schema + "?refresh=true")) == ["after", "before"]
         assert _tables(await two.get(schema)) == ["after", "before"]
@@ -176,20 +175,3 @@ async def _first_test_not_refused(http: httpx.AsyncClient, connection: str) -> h
 def _tables(answer: httpx.Response) -> list[str]:
     assert answer.status_code == 200, answer.text
     return sorted(table["name"] for table in answer.json()["tables"])
-
-
-@pytest.fixture
-def target_database() -> AsyncIterator[str]:
-    """A database on the machine's PostgreSQL with one table, `before`; dropped afterwards."""
-    name = f"connhub_target_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    _execute(name, "CREATE TABLE before (id int)")
-    yield name  # type: ignore[misc]
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _execute(database: str, sql: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{database}", autocommit=True) as conn:
-        conn.execute(sql.encode())

@@ -79,6 +79,14 @@ class ConnhubProcess:
         return self.process.pid
 
     def start(self) -> None:
+        self.launch()
+        self.wait_healthy()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to answer (see `wait_healthy`).
+
+        Call it from a thread that outlives the server: the child is killed when the thread that
+        started it ends (PR_SET_PDEATHSIG follows the parent thread, not the process)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -91,9 +99,8 @@ class ConnhubProcess:
                 preexec_fn=_die_with_parent,
             )
         self.starts += 1
-        self._wait_healthy()
 
-    def _wait_healthy(self) -> None:
+    def wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if not self.alive():

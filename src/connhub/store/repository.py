@@ -433,19 +433,24 @@ class ConnectionRepository:
             StoredSecret(r.connection_number, r.id, r.tenant, r.field, r.key_id, r.ciphertext) for r in rows
         ]
 
-    async def reseal(self, secret: StoredSecret, key_id: str, ciphertext: bytes) -> bool:
-        """Swap one ciphertext if it is still the one that was read (a concurrent update wins)."""
+    async def reseal_batch(self, resealed: list[tuple[StoredSecret, bytes]], key_id: str) -> list[bool]:
+        """Swap each ciphertext if it is still the one that was read (a concurrent update wins), in one
+        transaction; whether each was swapped."""
+        swapped = []
         async with self._write() as conn:
-            changed = await conn.execute(
-                update(connection_secrets)
-                .where(
-                    connection_secrets.c.connection_number == secret.connection_number,
-                    connection_secrets.c.field == secret.field,
-                    connection_secrets.c.ciphertext == secret.ciphertext,
+            for secret, ciphertext in resealed:
+                changed = await conn.execute(
+                    _RESEAL_IF_UNCHANGED,
+                    {
+                        "number": secret.connection_number,
+                        "field_name": secret.field,
+                        "read": secret.ciphertext,
+                        "key_id": key_id,
+                        "ciphertext": ciphertext,
+                    },
                 )
-                .values(key_id=key_id, ciphertext=ciphertext)
-            )
-            return bool(changed.rowcount)
+                swapped.append(bool(changed.rowcount))
+        return swapped
 
 
 # -- query building -------------------------------------------------------------------------
@@ -464,6 +469,15 @@ _REPLACE_IF_UNCHANGED = update(connections).where(*_UNCHANGED_SINCE_READ).return
 _DROP_SECRETS = delete(connection_secrets).where(
     connection_secrets.c.connection_number == bindparam("number"),
     connection_secrets.c.field.in_(bindparam("fields", expanding=True)),
+)
+_RESEAL_IF_UNCHANGED = (
+    update(connection_secrets)
+    .where(
+        connection_secrets.c.connection_number == bindparam("number"),
+        connection_secrets.c.field == bindparam("field_name"),
+        connection_secrets.c.ciphertext == bindparam("read"),
+    )
+    .values(key_id=bindparam("key_id"), ciphertext=bindparam("ciphertext"))
 )
 # By id alone, so the unique index on id is the only plan: with tenant and deleted_at in the WHERE,
 # a PostgreSQL without statistics (autovacuum off, or a fresh restore) walked the tenant's partial
