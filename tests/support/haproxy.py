@@ -45,7 +45,10 @@ backend replicas
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
-    default-server inter 300ms fall 1 rise 1
+    # A check slower than `timeout check` counts as a failure: on a busy 2-core machine /readyz
+    # can take a second, and a replica marked down for that would turn into 503s for everyone.
+    timeout check 5s
+    default-server inter 500ms fall 2 rise 1
 {servers}
 """
 
