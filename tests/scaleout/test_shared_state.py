@@ -130,8 +130,9 @@ async def test_redis_going_away_fails_the_limit_closed_and_the_cache_over_to_loc
         assert (await one.get("/readyz")).json()["checks"]["sharedState"] == "ok"
 
 
-async def test_the_probe_bound_holds_over_replicas(replicas: Callable[..., _Replicas]) -> None:
-    async with replicas(probe_max_concurrent=1, probe_timeout_s=1.5) as stack, SilentListener() as silent:
+async def test_the_probe_bound_holds_over_replicas(replicas: Callable[..., _Replicas], redis_prefix: str) -> None:
+    await _hold_probe_slot(redis_prefix, "another-replica", lease_ms=60_000)  # the one slot, taken elsewhere
+    async with replicas(probe_max_concurrent=1, probe_timeout_s=1.0) as stack, SilentListener() as silent:
         one, two = stack.clients
         body = seed_body(host="127.0.0.1", port=silent.port)
         reports = await asyncio.gather(
@@ -139,27 +140,31 @@ async def test_the_probe_bound_holds_over_replicas(replicas: Callable[..., _Repl
             two.post("/v1/management/connections/test", json=body),
         )
     assert [report.json()["error"]["category"] for report in reports] == ["TIMEOUT", "TIMEOUT"]
-    # One slot over both replicas: the second probe waited for it and its budget ran out first.
-    assert silent.accepted == 1
+    # Each replica's own bound (1) was free: only the shared one kept both probes from connecting.
+    assert silent.accepted == 0
 
 
 async def test_a_dead_replicas_probe_slot_comes_back_when_its_lease_ends(
     replicas: Callable[..., _Replicas], redis_prefix: str
 ) -> None:
+    await _hold_probe_slot(redis_prefix, "dead-replica", lease_ms=1000)  # it died holding the one slot
+    async with replicas(probe_max_concurrent=1, probe_timeout_s=2.5) as stack, SilentListener() as silent:
+        one, _ = stack.clients
+        report = await one.post("/v1/management/connections/test", json=seed_body(host="127.0.0.1", port=silent.port))
+    assert report.json()["error"]["category"] == "TIMEOUT"
+    assert silent.accepted == 1  # it got the slot once the dead holder's lease ended
+
+
+async def _hold_probe_slot(prefix: str, holder: str, lease_ms: int) -> None:
+    """A probe slot held by another process until `lease_ms` from now (Redis's clock)."""
     import redis.asyncio as aioredis
 
     from tests.scaleout.conftest import REDIS_URL
 
     client = aioredis.Redis.from_url(REDIS_URL)
     seconds, micros = await client.time()
-    # The one slot, held by a replica that died: its lease ends 1 s from now (Redis's clock).
-    await client.zadd(f"{redis_prefix}probe-slots", {"dead-replica": seconds * 1000 + micros // 1000 + 1000})
+    await client.zadd(f"{prefix}probe-slots", {holder: seconds * 1000 + micros // 1000 + lease_ms})
     await client.aclose()
-    async with replicas(probe_max_concurrent=1, probe_timeout_s=2.5) as stack, SilentListener() as silent:
-        one, _ = stack.clients
-        report = await one.post("/v1/management/connections/test", json=seed_body(host="127.0.0.1", port=silent.port))
-    assert report.json()["error"]["category"] == "TIMEOUT"
-    assert silent.accepted == 1  # it got the slot once the dead holder's lease ended
 
 
 async def _first_test_not_refused(http: httpx.AsyncClient, connection: str) -> httpx.Response:
