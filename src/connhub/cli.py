@@ -221,6 +221,11 @@ def _key_ring(settings: Settings) -> KeyRing:
     from connhub.bootstrap import load_key_ring
     from connhub.secrets import KeyRingError
 
+    if settings.shared_store and not settings.encryption_keys:
+        raise ConfigError(
+            "CONNHUB_ENCRYPTION_KEYS is not set: a PostgreSQL store is shared, and a generated development key "
+            "would be this host's alone"
+        )
     try:
         return load_key_ring(settings)
     except KeyRingError as problem:

@@ -143,11 +143,6 @@ class Settings(BaseSettings):
                 f"--workers {workers} needs CONNHUB_REDIS_URL: without it each worker keeps its own test rate "
                 "limit, probe bound and schema cache"
             )
-        if self.shared_store and not self.encryption_keys:
-            problems.append(
-                "CONNHUB_ENCRYPTION_KEYS is not set: a PostgreSQL store is shared, and a generated development "
-                "key would be this host's alone"
-            )
         return problems
 
     def production_problems(self) -> list[str]:

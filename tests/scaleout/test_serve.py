@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from connhub.secrets import new_key_entry
+from connhub.store.schema import migrate
 from tests.conftest import PG_ADMIN_URL
 from tests.scaleout.conftest import REDIS_URL
 from tests.support.reliability import connhub_serve, run_cli
@@ -60,6 +61,7 @@ def test_several_workers_need_redis(tmp_path: Path) -> None:
 
 
 def test_a_postgresql_store_never_gets_a_generated_key(fresh_database: str, tmp_path: Path) -> None:
+    migrate(fresh_database)
     done = run_cli("serve", env={"CONNHUB_DATABASE_URL": fresh_database}, cwd=tmp_path)
     assert done.returncode == 2
     assert "CONNHUB_ENCRYPTION_KEYS" in done.stderr
