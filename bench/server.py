@@ -100,6 +100,10 @@ async def running_server(
 ) -> AsyncIterator[Server]:
     """Start `connhub serve`, wait until /health answers in every worker, stop it on exit."""
     port = free_port()
+    if workers > 1 and "CONNHUB_REDIS_URL" not in env:
+        # serve refuses several workers without Redis (each would keep its own test rate limit).
+        redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+        env = {**env, "CONNHUB_REDIS_URL": redis_url, "CONNHUB_REDIS_PREFIX": f"connhub-bench-{port}:"}
     command = [*connhub_command(), "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     if database_url:
         command += ["--database-url", database_url]

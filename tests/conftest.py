@@ -46,7 +46,7 @@ def pg_store_url() -> Iterator[str]:
 
 def truncate_pg(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE connection_secrets, idempotency_keys, connections RESTART IDENTITY CASCADE")
+        conn.execute("TRUNCATE connection_secrets, idempotency_keys, key_checks, connections RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -116,6 +116,9 @@ def serve(args: argparse.Namespace) -> int:
     problems = settings.production_problems()
     if problems:
         raise ConfigError("refusing to start in production: " + "; ".join(problems))
+    problems = settings.scale_problems(args.workers) + _key_problems(settings)
+    if problems:
+        raise ConfigError("refusing to start: " + "; ".join(problems))
     _export(settings)
     _check_store(settings)
     ring = _key_ring(settings)
@@ -130,19 +133,61 @@ def serve(args: argparse.Namespace) -> int:
     )
     for warning in settings.startup_warnings():
         log.warning("%s", warning)
-    uvicorn.run(
-        "connhub.api.asgi:app",
-        host=settings.host,
-        port=settings.port,
-        workers=args.workers,
-        log_config=logging_config(settings.log_level, settings.log_format),
-        log_level=settings.log_level.lower(),
-        access_log=False,  # connhub.access writes the one access line of each request
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
-        http=_http_protocol(),
-    )
+    with _metrics_across_workers(args.workers):
+        uvicorn.run(
+            "connhub.api.asgi:app",
+            host=settings.host,
+            port=settings.port,
+            workers=args.workers,
+            log_config=logging_config(settings.log_level, settings.log_format),
+            log_level=settings.log_level.lower(),
+            access_log=False,  # connhub.access writes the one access line of each request
+            # Forwarded headers only from the proxies named (a TLS proxy's X-Forwarded-Proto keeps redirects https).
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=settings.forwarded_allow_ips or None,
+            timeout_graceful_shutdown=10,
+            http=_http_protocol(),
+        )
     return 0
+
+
+@contextmanager
+def _metrics_across_workers(workers: int) -> Iterator[None]:
+    """With several workers, /metrics sums them all (prometheus_client's multiprocess mode).
+
+    Each worker writes its samples into a directory of this run's own, made empty here and removed
+    after: samples of a previous run never add up into this one's. A directory the operator names
+    in PROMETHEUS_MULTIPROC_DIR is used as it is (they empty it between runs).
+    """
+    import os
+    import shutil
+    import tempfile
+
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="connhub-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _key_problems(settings: Settings) -> list[str]:
+    """Keys that do not parse, named by setting (the message never quotes them)."""
+    from connhub.secrets import KeyRing, KeyRingError, parse_key
+
+    problems = []
+    try:
+        if settings.encryption_keys:
+            KeyRing.parse(settings.encryption_keys)
+        if settings.idempotency_key:
+            parse_key("CONNHUB_IDEMPOTENCY_KEY", settings.idempotency_key)
+    except KeyRingError as problem:
+        problems.append(str(problem))
+    return problems
 
 
 def _check_store(settings: Settings) -> None:
@@ -176,6 +221,11 @@ def _key_ring(settings: Settings) -> KeyRing:
     from connhub.bootstrap import load_key_ring
     from connhub.secrets import KeyRingError
 
+    if settings.shared_store and not settings.encryption_keys:
+        raise ConfigError(
+            "CONNHUB_ENCRYPTION_KEYS is not set: a PostgreSQL store is shared, and a generated development key "
+            "would be this host's alone"
+        )
     try:
         return load_key_ring(settings)
     except KeyRingError as problem:
@@ -281,6 +331,13 @@ async def _rotate(settings: Settings, batch_size: int) -> int:
     progress = RotationProgress(sys.stdout)
     try:
         with _opening_store(settings.database_url):
+            if differing := await core.service.key_mismatches():
+                print(
+                    "refusing to rotate: CONNHUB_ENCRYPTION_KEYS holds other bytes than the store knows for key "
+                    "id(s) " + ", ".join(differing),
+                    file=sys.stderr,
+                )
+                return 1
             to_move = await core.repository.key_id_counts()
             progress.start(sum(count for key_id, count in to_move.items() if key_id != core.key_ring.active_id))
             result = await core.service.rotate_keys(batch_size, progress.update)

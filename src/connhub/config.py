@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     store_pool_size: int = Field(20, ge=1)  # at most this many store sessions per worker
     # A whole request (head and body) must arrive within this many seconds of its first byte.
     request_timeout_s: float = Field(30.0, gt=0, le=3600)
+    # Scale-out (issue 15): Redis shares the test rate limit, the probe bound and the schema cache.
+    redis_url: str | None = Field(None, repr=False)  # may carry a password
+    redis_prefix: str = "connhub:"  # every key Connhub writes starts with it (several deployments, one Redis)
+    redis_timeout_s: float = Field(1.0, gt=0, le=30)  # one Redis call, connecting included
+    # The digest of X-Idempotency request bodies: a key of its own that never rotates (base64, 32 bytes).
+    idempotency_key: str | None = Field(None, repr=False)
+    # Proxies whose X-Forwarded-For/-Proto are trusted (uvicorn's forwarded_allow_ips); empty: none.
+    forwarded_allow_ips: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -124,6 +132,21 @@ class Settings(BaseSettings):
             return None
         return Path(url.database).resolve()
 
+    @property
+    def shared_store(self) -> bool:
+        """Whether the store can be shared by several processes or hosts (PostgreSQL)."""
+        return not self.database_url.startswith("sqlite")
+
+    def scale_problems(self, workers: int) -> list[str]:
+        """What `serve` refuses because the result would be wrong with several processes."""
+        problems = []
+        if workers > 1 and not self.redis_url:
+            problems.append(
+                f"--workers {workers} needs CONNHUB_REDIS_URL: without it each worker keeps its own test rate "
+                "limit, probe bound and schema cache"
+            )
+        return problems
+
     def production_problems(self) -> list[str]:
         """What production refuses to start without, by setting name."""
         if self.env != "production":
@@ -157,6 +180,16 @@ class Settings(BaseSettings):
             )
         if self.database_url.startswith("sqlite"):
             warnings.append("embedded SQLite store: fine for one host; use PostgreSQL in production")
+        elif not self.redis_url:
+            warnings.append(
+                "CONNHUB_REDIS_URL unset: the test rate limit, probe bound and schema cache are this process's "
+                "own; run one replica on this store, or set CONNHUB_REDIS_URL"
+            )
+        if not self.idempotency_key:
+            warnings.append(
+                "CONNHUB_IDEMPOTENCY_KEY unset: X-Idempotency digests are keyed from the active encryption key "
+                "(a repeat still matches while the key that made it is loaded)"
+            )
         return warnings
 
 

@@ -69,7 +69,7 @@ class KeyRing:
             if len(key) != KEY_BYTES:
                 raise KeyRingError(f"key {key_id!r} must be {KEY_BYTES} bytes, base64-encoded")
         self.active_id = keys[0][0]
-        self._active_key = keys[0][1]
+        self._keys = dict(keys)
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
 
     @classmethod
@@ -109,12 +109,17 @@ class KeyRing:
         except InvalidTag:
             raise SecretUnreadable(key_id, "authentication failed (wrong key or record)", key_loaded=True) from None
 
-    def subkey(self, purpose: bytes) -> bytes:
-        """A key for `purpose` derived from the active key (HKDF-SHA256)."""
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    def subkey(self, purpose: bytes, key_id: str | None = None) -> bytes:
+        """A key for `purpose` derived from the key `key_id` (the active one by default)."""
+        return derived_key(self._keys[key_id or self.active_id], purpose)
 
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(self._active_key)
+    def check_values(self) -> dict[str, str]:
+        """Per key id, a value that tells whether another process holds the same bytes under that id.
+
+        HMAC-SHA256 of a fixed label under the key: it reveals nothing of the key, and differs for
+        other bytes. The store keeps the first value seen per id (see ConnectionService.key_mismatches).
+        """
+        return {key_id: _mac(key, KEY_CHECK_LABEL) for key_id, key in self._keys.items()}
 
     def needs_rotation(self, blob: bytes) -> bool:
         return key_id_of(blob) != self.active_id
@@ -161,14 +166,59 @@ def development_key_ring(path: Path) -> KeyRing:
     return KeyRing.parse(path.read_text().strip())
 
 
-def request_digest(ring: KeyRing, data: bytes) -> str:
-    """A keyed digest of a request body (which may hold a password) for idempotency checks.
+KEY_CHECK_LABEL = b"connhub key check v1"
+IDEMPOTENCY_PURPOSE = b"connhub idempotency"
 
-    Keyed with a subkey of the active key, so the store holds nothing a password can be guessed
-    from offline.
-    """
+
+def derived_key(key: bytes, purpose: bytes) -> bytes:
+    """A key for `purpose` derived from `key` (HKDF-SHA256)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(key)
+
+
+def _mac(key: bytes, data: bytes) -> str:
     from cryptography.hazmat.primitives import hashes, hmac
 
-    mac = hmac.HMAC(ring.subkey(b"connhub idempotency"), hashes.SHA256())
+    mac = hmac.HMAC(key, hashes.SHA256())
     mac.update(data)
     return mac.finalize().hex()
+
+
+def parse_key(name: str, text: str) -> bytes:
+    """A 32-byte key given as base64 in the setting `name` (the message never quotes it)."""
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyRingError(f"{name} is not valid base64") from None
+    if len(key) != KEY_BYTES:
+        raise KeyRingError(f"{name} must be {KEY_BYTES} bytes, base64-encoded")
+    return key
+
+
+class RequestDigests:
+    """Keyed digests of request bodies (which may hold a password) for X-Idempotency checks.
+
+    Keyed, so the store holds nothing a password can be guessed from offline. With a dedicated key
+    (CONNHUB_IDEMPOTENCY_KEY) the digest never changes with encryption key rotation; without it,
+    digests are made under the active encryption key. A stored digest matches if it was made
+    under the dedicated key or under any loaded encryption key: digests made before the dedicated
+    key was set, or before a rotation, keep matching while their key is loaded.
+    """
+
+    def __init__(self, ring: KeyRing, dedicated: bytes | None = None) -> None:
+        self._ring = ring
+        self._dedicated = derived_key(dedicated, IDEMPOTENCY_PURPOSE) if dedicated else None
+
+    def digest(self, data: bytes) -> str:
+        return _mac(self._dedicated or self._ring.subkey(IDEMPOTENCY_PURPOSE), data)
+
+    def matches(self, data: bytes, stored: str) -> bool:
+        keys = [self._dedicated] if self._dedicated else []
+        keys += [self._ring.subkey(IDEMPOTENCY_PURPOSE, key_id) for key_id in self._ring.key_ids]
+        return any(hmac_compare(_mac(key, data), stored) for key in keys)
+
+
+def hmac_compare(left: str, right: str) -> bool:
+    return random.compare_digest(left.encode(), right.encode())

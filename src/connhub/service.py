@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
-from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +16,8 @@ from uuid import UUID
 
 from uuid6 import uuid7
 
+from connhub.coordination import RateLimiter, SchemaCache
+from connhub.coordination.local import LocalRateLimiter, LocalSchemaCache
 from connhub.domain import connstring
 from connhub.domain.connection import (
     SECRET_FIELDS,
@@ -35,7 +35,6 @@ from connhub.domain.errors import (
     NameTaken,
     NotFound,
     PreconditionFailed,
-    RateLimited,
     SchemaMismatch,
     SecretsUnavailable,
     TestFailed,
@@ -48,7 +47,7 @@ from connhub.domain.text import has_control_characters
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from connhub.row_writes import RowState, RowWrites
-from connhub.secrets import Binding, KeyRing, SecretUnreadable, key_id_of, request_digest
+from connhub.secrets import Binding, KeyRing, RequestDigests, SecretUnreadable, key_id_of
 from connhub.store.repository import ConnectionRepository, IdempotencyRecord, Sealed
 
 
@@ -61,59 +60,6 @@ class RotationResult:
     resealed: dict[str, int]  # previous key id -> secrets moved to the active key
     unreadable: dict[str, int]  # key id -> secrets that could not be opened (key missing)
     active_key_id: str
-
-
-class TestRateLimiter:
-    """At most `per_minute` live tests of one connection in any 60 s window (both dialects share it).
-
-    Kept in process memory: with several workers each keeps its own window (see README).
-    """
-
-    __test__ = False
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._windows: dict[tuple[str, UUID], deque[float]] = {}
-
-    def take(self, tenant: str, connection_id: UUID) -> None:
-        now = time.monotonic()
-        window = self._windows.setdefault((tenant, connection_id), deque())
-        while window and now - window[0] >= 60:
-            window.popleft()
-        if len(window) >= self.per_minute:
-            retry_after = max(1, int(60 - (now - window[0])) + 1)
-            raise RateLimited(f"at most {self.per_minute} tests a minute per connection", retry_after)
-        window.append(now)
-        if len(self._windows) > 100_000:  # forget idle connections rather than grow without bound
-            self._windows = {key: w for key, w in self._windows.items() if w and now - w[-1] < 60}
-
-
-class SchemaCache:
-    """Discovered schemas by connection, valid for `ttl_s` and only for the version they were read at."""
-
-    def __init__(self, ttl_s: float, max_entries: int = 1024) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: OrderedDict[UUID, tuple[int, float, list[Table]]] = OrderedDict()
-
-    def get(self, connection: Connection) -> list[Table] | None:
-        entry = self._entries.get(connection.id)
-        if entry is None:
-            return None
-        version, stored_at, tables = entry
-        if version != connection.version or time.monotonic() - stored_at > self.ttl_s:
-            del self._entries[connection.id]
-            return None
-        return tables
-
-    def put(self, connection: Connection, tables: list[Table]) -> None:
-        self._entries[connection.id] = (connection.version, time.monotonic(), tables)
-        self._entries.move_to_end(connection.id)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def drop(self, connection_id: UUID) -> None:
-        self._entries.pop(connection_id, None)
 
 
 @dataclass(frozen=True)
@@ -156,14 +102,17 @@ class ConnectionService:
         key_ring: KeyRing,
         probes: ProbeRunner,
         *,
-        tests_per_minute: int = 10,
-        schema_cache_ttl_s: float = 300.0,
+        rate_limiter: RateLimiter | None = None,
+        schema_cache: SchemaCache | None = None,
+        digests: RequestDigests | None = None,
     ) -> None:
         self.repository = repository
         self.key_ring = key_ring
+        self.digests = digests or RequestDigests(key_ring)
         self.probes = probes
-        self.rate_limiter = TestRateLimiter(tests_per_minute)
-        self.schema_cache = SchemaCache(schema_cache_ttl_s)
+        # Shared by every replica when CONNHUB_REDIS_URL is set (connhub.coordination).
+        self.rate_limiter = rate_limiter or LocalRateLimiter(10)
+        self.schema_cache = schema_cache or LocalSchemaCache(300.0)
         self._row_writes: RowWrites[RowWrite, Written, Written] = RowWrites(self._serve_row)
 
     # -- create -------------------------------------------------------------------------------
@@ -181,8 +130,9 @@ class ConnectionService:
         spec = validate_spec(fields)
         idempotency = None
         if idempotency_key:
-            digest = request_digest(self.key_ring, _canonical(fields, product_name))
-            replay = await self._replay(tenant, idempotency_key, digest)
+            canonical = _canonical(fields, product_name)
+            digest = self.digests.digest(canonical)
+            replay = await self._replay(tenant, idempotency_key, canonical)
             if replay is not None:
                 return replay
         if validate:
@@ -205,15 +155,15 @@ class ConnectionService:
             )
         except (NameTaken, IdempotencyKeyTaken):
             # A concurrent request with the same key won the race: answer as it did.
-            if idempotency_key and (replay := await self._replay(tenant, idempotency_key, digest)):
+            if idempotency_key and (replay := await self._replay(tenant, idempotency_key, canonical)):
                 return replay
             raise
 
-    async def _replay(self, tenant: str, key: str, digest: str) -> Connection | None:
+    async def _replay(self, tenant: str, key: str, canonical: bytes) -> Connection | None:
         previous = await self.repository.find_idempotent(tenant, key)
         if previous is None:
             return None
-        if previous.request_hash != digest:
+        if not self.digests.matches(canonical, previous.request_hash):
             raise IdempotencyMismatch("this X-Idempotency key was used with another request body")
         return await self.repository.get(tenant, previous.connection_id)
 
@@ -263,7 +213,7 @@ class ConnectionService:
         applied in arrival order, and each answers the connection as that one stored write left it.
         """
         written = await self._row_writes.submit(connection.id, RowWrite(connection, if_match, patch=patch))
-        self.schema_cache.drop(connection.id)
+        await self.schema_cache.drop(connection.id)
         return written.connection
 
     async def attach_ssl_files(
@@ -275,7 +225,7 @@ class ConnectionService:
 
     async def delete(self, tenant: str, connection: Connection, if_match: str | None = None) -> None:
         await self._row_writes.submit(connection.id, RowWrite(connection, if_match, delete=True))
-        self.schema_cache.drop(connection.id)
+        await self.schema_cache.drop(connection.id)
 
     async def assign(self, tenant: str, connection: Connection, product_name: str) -> Connection:
         assign = RowWrite(connection, product_name=product_name)
@@ -396,7 +346,7 @@ class ConnectionService:
     # -- live access --------------------------------------------------------------------------
 
     async def test_saved(self, tenant: str, connection: Connection) -> TestReport:
-        self.rate_limiter.take(tenant, connection.id)
+        await self.rate_limiter.take(tenant, connection.id)
         try:
             spec = await self._open_spec(connection)
         except SecretsUnavailable as error:
@@ -410,8 +360,8 @@ class ConnectionService:
         """The connection's tables: cached, else read live. A refresh (past the cache, on demand)
         counts against the connection's tests a minute, as a test does."""
         if refresh:
-            self.rate_limiter.take(tenant, connection.id)
-        elif (cached := self.schema_cache.get(connection)) is not None:
+            await self.rate_limiter.take(tenant, connection.id)
+        elif (cached := await self.schema_cache.lookup(connection)) is not None:
             return cached
         try:
             spec = await self._open_spec(connection)
@@ -421,7 +371,7 @@ class ConnectionService:
         tables, report = await self.probes.read_schema(_target(spec))
         if tables is None:
             raise TestFailed("the database could not be read", report)
-        self.schema_cache.put(connection, tables)
+        await self.schema_cache.put(connection, tables)
         return tables
 
     def cached_schema(self, connection: Connection) -> list[Table] | None:
@@ -460,6 +410,7 @@ class ConnectionService:
         unreadable: dict[str, int] = {}
         after = (0, "")
         while batch := await self.repository.secrets_not_under(active, after, batch_size):
+            sealed = []
             for secret in batch:
                 binding = Binding(secret.tenant, str(secret.connection_id), secret.field)
                 try:
@@ -467,12 +418,24 @@ class ConnectionService:
                 except SecretUnreadable:
                     unreadable[secret.key_id] = unreadable.get(secret.key_id, 0) + 1
                     continue
-                if await self.repository.reseal(secret, active, self.key_ring.seal(plaintext, binding)):
+                sealed.append((secret, self.key_ring.seal(plaintext, binding)))
+            # One transaction a batch (was one a secret: 34 s for 1,500 secrets on a busy machine).
+            for (secret, _), swapped in zip(sealed, await self.repository.reseal_batch(sealed, active), strict=True):
+                if swapped:
                     resealed[secret.key_id] = resealed.get(secret.key_id, 0) + 1
             after = (batch[-1].connection_number, batch[-1].field)
             if progress is not None:
                 progress(RotationResult(resealed, unreadable, active))
         return RotationResult(resealed, unreadable, active)
+
+    async def key_mismatches(self) -> list[str]:
+        """Key ids whose bytes here differ from those the store first saw under that id.
+
+        Each process records its keys' check values (the first value per id wins); a process whose
+        bytes differ for a known id would seal secrets no other can open, so readiness names it.
+        """
+        stored = await self.repository.key_checks(self.key_ring.check_values(), utc_now())
+        return sorted(key_id for key_id, value in self.key_ring.check_values().items() if stored[key_id] != value)
 
     async def missing_key_ids(self) -> list[str]:
         """Key ids that seal stored secrets but are not in the key ring (readiness names them)."""

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,11 @@ class ServerFailed(RuntimeError):
 class ConnhubProcess:
     """`connhub serve` on a free loopback port: start, kill -9, restart, and look at it via /proc."""
 
-    def __init__(self, workdir: Path, env: Mapping[str, str], port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, env: Mapping[str, str], port: int | None = None, args: Sequence[str] = ()
+    ) -> None:
         self.workdir = workdir
+        self.args = list(args)  # more `connhub serve` options, e.g. --workers 2
         self.port = port or free_port()
         self.env = {name: value for name, value in os.environ.items() if not name.startswith("CONNHUB_")}
         self.env.update({"CONNHUB_DATA_DIR": str(workdir / "data"), "PYTHONUNBUFFERED": "1", **env})
@@ -76,10 +79,18 @@ class ConnhubProcess:
         return self.process.pid
 
     def start(self) -> None:
+        self.launch()
+        self.wait_healthy()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to answer (see `wait_healthy`).
+
+        Call it from a thread that outlives the server: the child is killed when the thread that
+        started it ends (PR_SET_PDEATHSIG follows the parent thread, not the process)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "connhub.cli", "serve", "--host", HOST, "--port", str(self.port)],
+                [sys.executable, "-m", "connhub.cli", "serve", "--host", HOST, "--port", str(self.port), *self.args],
                 cwd=self.workdir,
                 env=self.env,
                 stdout=log,
@@ -88,9 +99,8 @@ class ConnhubProcess:
                 preexec_fn=_die_with_parent,
             )
         self.starts += 1
-        self._wait_healthy()
 
-    def _wait_healthy(self) -> None:
+    def wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if not self.alive():
@@ -165,9 +175,11 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def connhub_serve(workdir: Path, env: Mapping[str, str], port: int | None = None) -> Iterator[ConnhubProcess]:
+def connhub_serve(
+    workdir: Path, env: Mapping[str, str], port: int | None = None, args: Sequence[str] = ()
+) -> Iterator[ConnhubProcess]:
     """A started `connhub serve`, stopped on exit even when the test fails."""
-    server = ConnhubProcess(workdir, env, port)
+    server = ConnhubProcess(workdir, env, port, args)
     try:
         server.start()
         yield server

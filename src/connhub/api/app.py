@@ -26,7 +26,7 @@ log = logging.getLogger("connhub")
 
 def build_hub(settings: Settings) -> Hub:
     core = bootstrap.build(settings)
-    return Hub(settings, core.service, core.repository, core.key_ring, Authenticator(settings))
+    return Hub(settings, core.service, core.repository, core.key_ring, Authenticator(settings), core.coordination)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -37,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await hub.repository.close()
+        if hub.coordination is not None:
+            await hub.coordination.close()
 
     app = FastAPI(
         title="Connhub",

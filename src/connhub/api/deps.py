@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from connhub.api.auth import Principal
 from connhub.api.http import hub, reader, writer
+from connhub.coordination import Coordination
 from connhub.service import ConnectionService
 from connhub.store.repository import ConnectionRepository
 
@@ -25,7 +26,12 @@ async def repository(request: Request) -> ConnectionRepository:
     return hub(request).repository
 
 
+async def coordination(request: Request) -> Coordination | None:
+    return hub(request).coordination
+
+
 ServiceDep = Annotated[ConnectionService, Depends(service)]
 RepositoryDep = Annotated[ConnectionRepository, Depends(repository)]
+CoordinationDep = Annotated[Coordination | None, Depends(coordination)]
 Reader = Annotated[Principal, Depends(reader)]
 Writer = Annotated[Principal, Depends(writer)]

@@ -30,6 +30,7 @@ STATUS: dict[type[domain.ConnhubError], int] = {
     domain.SecretsUnavailable: 422,
     domain.RateLimited: 429,
     domain.StoreUnavailable: 503,
+    domain.SharedStateUnavailable: 503,
 }
 
 # Framework-level statuses, with the code each gets in our catalogue: a status a domain error also
@@ -91,7 +92,7 @@ def render(error: domain.ConnhubError) -> Json:
     response = problem(status, error.code, error.title, error.message, **extra)
     if isinstance(error, domain.RateLimited):
         response.headers["Retry-After"] = str(error.retry_after_s)
-    if isinstance(error, domain.StoreUnavailable):
+    if isinstance(error, domain.StoreUnavailable | domain.SharedStateUnavailable):
         response.headers["Retry-After"] = "1"
     return response
 

@@ -14,6 +14,7 @@ from connhub.api.access import TENANT_KEY
 from connhub.api.auth import READ, WRITE, Authenticator, Principal
 from connhub.api.errors import http_problem
 from connhub.config import Settings
+from connhub.coordination import Coordination
 from connhub.domain.errors import ValidationFailed
 from connhub.secrets import KeyRing
 from connhub.service import ConnectionService
@@ -36,6 +37,7 @@ class Hub:
     repository: ConnectionRepository
     key_ring: KeyRing
     auth: Authenticator
+    coordination: Coordination | None = None  # the rate limit, probe bound and schema cache (maybe shared)
 
 
 def hub(request: Request) -> Hub:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from starlette.responses import Response
 
 from connhub import __version__
-from connhub.api.deps import RepositoryDep, ServiceDep
+from connhub.api.deps import CoordinationDep, RepositoryDep, ServiceDep
 from connhub.api.openapi import PUBLIC_TAG
 from connhub.api.responses import Json
 from connhub.domain.errors import StoreUnavailable
@@ -54,7 +55,7 @@ BEHIND = {
         503: {"description": "Not ready (the body says why)", **_json(BEHIND, READINESS)},
     },
 )
-async def readyz(service: ServiceDep, repository: RepositoryDep) -> Json:
+async def readyz(service: ServiceDep, repository: RepositoryDep, shared: CoordinationDep) -> Json:
     checks: dict[str, object] = {}
     problems: list[str] = []
     try:
@@ -63,13 +64,24 @@ async def readyz(service: ServiceDep, repository: RepositoryDep) -> Json:
         behind = await repository.revision.behind()
         checks["schema"] = "behind" if behind else "ok"
         problems += [f"schema behind: {behind}"] if behind else []
-        # An older schema cannot answer the key query (nor any other): only ask at the current one.
+        # An older schema cannot answer the key queries (nor any other): only ask at the current one.
         missing = [] if behind else await service.missing_key_ids()
-        checks["keys"] = "ok" if not missing else {"missing": missing}
+        differing = [] if behind else await service.key_mismatches()
+        unready_keys = {name: ids for name, ids in (("missing", missing), ("differing", differing)) if ids}
+        checks["keys"] = unready_keys or "ok"
         if missing:
             problems.append("stored secrets are sealed under key id(s) not loaded: " + ", ".join(missing))
+        if differing:
+            problems.append(
+                "CONNHUB_ENCRYPTION_KEYS holds other bytes than the store knows for key id(s): "
+                + ", ".join(differing)
+                + " (every replica must hold the same key under an id)"
+            )
     except StoreUnavailable:
         checks["store"] = "unavailable"
+    answers = await shared.shared_state_answers() if shared is not None else None
+    if answers is not None:  # informational: without Redis tests answer 503, all else works: still ready
+        checks["sharedState"] = "ok" if answers else "unavailable"
     ready = checks["store"] == "ok" and not problems
     body = {"status": "ready" if ready else "unready", "checks": checks}
     if problems:
@@ -92,7 +104,16 @@ METRICS_EXAMPLE = 'connhub_http_requests_total{method="GET",route="/health",stat
     },
 )
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+
+
+def _registry() -> CollectorRegistry:
+    """This process's metrics, or every worker's summed (`connhub serve --workers N`, see cli)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
 
 
 @router.get(

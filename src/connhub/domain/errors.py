@@ -133,3 +133,10 @@ class SecretsUnavailable(ConnhubError):
 
     code = "CONN-1012"
     title = "Stored secrets cannot be opened"
+
+
+class SharedStateUnavailable(ConnhubError):
+    """Redis (CONNHUB_REDIS_URL), which replicas share the test rate limit through, is not answering."""
+
+    code = "CONN-1021"
+    title = "Shared state unavailable"

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote, quote_plus
 
+from connhub.coordination import ProbeSlots
+from connhub.coordination.local import LocalProbeSlots
 from connhub.domain.engines import Engine
 from connhub.domain.reports import ErrorCategory, Phases, Table, TestReport, TlsInfo, failure_report
 from connhub.probes import egress
@@ -47,9 +49,10 @@ class ProbePolicy:
 class ProbeRunner:
     """Tests connections and reads their schema; one instance serves the whole process."""
 
-    def __init__(self, policy: ProbePolicy) -> None:
+    def __init__(self, policy: ProbePolicy, slots: ProbeSlots | None = None) -> None:
         self._policy = policy
-        self._slots = asyncio.Semaphore(policy.max_concurrent)
+        # The global bound: this process's, or every replica's through Redis (connhub.coordination).
+        self._slots = slots or LocalProbeSlots(policy.max_concurrent)
 
     async def test(self, target: ProbeTarget) -> TestReport:
         """Connect, authenticate, run a trivial query. Never raises (but for cancellation)."""
@@ -92,7 +95,7 @@ class ProbeRunner:
     async def _attempt(
         self, target: ProbeTarget, attempt: _Attempt, action: Callable[[Probe, ProbeContext], Awaitable[T]]
     ) -> T:
-        async with self._slots:
+        async with self._slots.slot():
             probe = probe_for(target.engine)
             dns_started = time.perf_counter()
             address = await resolve_checked(

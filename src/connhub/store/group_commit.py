@@ -2,8 +2,9 @@
 
 One transaction per create costs BEGIN, three statements and COMMIT: five round trips to
 PostgreSQL (or five hops to SQLite's thread, behind its single write lock). Here a batch of creates
-is one transaction of multi-row statements, and each request gets its own outcome: its row number,
-or the name (or idempotency key) clash that only it hit.
+is one transaction of multi-row statements, and each request gets its own outcome: its row number
+and creation time, or the name (or idempotency key) clash that only it hit. On PostgreSQL the
+creation time is the database's clock (replicas' clocks may differ; keyset cursors order by it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import base64
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import orjson
@@ -22,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from connhub.domain.errors import IdempotencyKeyTaken, NameTaken
 from connhub.store.batching import Batcher
-from connhub.store.tables import UtcDateTime, connection_secrets, connections, idempotency_keys
+from connhub.store.tables import DATABASE_NOW, UtcDateTime, connection_secrets, connections, idempotency_keys
 
 MAX_BATCH = 256  # rows per transaction: bounds one statement's size and one batch's latency
 
@@ -44,27 +46,32 @@ class NewConnection:
 Transaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 
+class Stored(NamedTuple):
+    number: int
+    created_at: datetime
+
+
 class GroupCommit:
     """Writes queued creates, batch after batch, one transaction at a time per process."""
 
     def __init__(self, transaction: Transaction, max_batch: int = MAX_BATCH) -> None:
         self._transaction = transaction
-        self._batches: Batcher[NewConnection, int] = Batcher(self._write, max_batch=max_batch)
+        self._batches: Batcher[NewConnection, Stored] = Batcher(self._write, max_batch=max_batch)
 
-    async def add(self, new: NewConnection) -> int:
-        """The stored row's number, once the transaction holding it has committed."""
+    async def add(self, new: NewConnection) -> Stored:
+        """The stored row's number and creation time, once the transaction holding it has committed."""
         return await self._batches.submit(new)
 
-    async def _write(self, batch: list[NewConnection]) -> list[int | Exception]:
+    async def _write(self, batch: list[NewConnection]) -> list[Stored | Exception]:
         async with self._transaction() as conn:
             outcomes = await _insert_batch(conn, batch)
         return [outcomes[new.id] for new in batch]
 
 
-async def _insert_batch(conn: AsyncConnection, batch: list[NewConnection]) -> dict[UUID, int | Exception]:
+async def _insert_batch(conn: AsyncConnection, batch: list[NewConnection]) -> dict[UUID, Stored | Exception]:
     """Insert `batch`; a row whose name or idempotency key is taken is skipped, not fatal to the rest."""
     dialect = conn.dialect.name
-    outcomes: dict[UUID, int | Exception] = {}
+    outcomes: dict[UUID, Stored | Exception] = {}
     keyed = [new for new in batch if new.idempotency is not None]
     if keyed:
         stored = await conn.execute(
@@ -76,10 +83,10 @@ async def _insert_batch(conn: AsyncConnection, batch: list[NewConnection]) -> di
             if str(new.id) not in kept:
                 outcomes[new.id] = IdempotencyKeyTaken("a request with this X-Idempotency key is being stored")
     pending = [new for new in batch if new.id not in outcomes]
-    numbers = await _insert_connections(conn, pending) if pending else {}
+    stored = await _insert_connections(conn, pending) if pending else {}
     for new in pending:
-        if new.id in numbers:
-            outcomes[new.id] = numbers[new.id]
+        if new.id in stored:
+            outcomes[new.id] = stored[new.id]
             continue
         outcomes[new.id] = NameTaken(f"a connection named {new.row['config_name']!r} already exists")
         if new.idempotency is not None:  # its key must stay free for a retry with another name
@@ -92,8 +99,8 @@ async def _insert_batch(conn: AsyncConnection, batch: list[NewConnection]) -> di
     return outcomes
 
 
-async def _insert_connections(conn: AsyncConnection, pending: list[NewConnection]) -> dict[UUID, int]:
-    """Insert the rows and their secrets, skipping rows whose name is taken; id -> number of those stored."""
+async def _insert_connections(conn: AsyncConnection, pending: list[NewConnection]) -> dict[UUID, Stored]:
+    """Insert the rows and their secrets, skipping rows whose name is taken; id -> how each was stored."""
     if conn.dialect.name == "postgresql":
         return await _insert_connections_postgres(conn, pending)
     inserted = await conn.execute(
@@ -101,6 +108,7 @@ async def _insert_connections(conn: AsyncConnection, pending: list[NewConnection
         [new.row for new in pending],
     )
     numbers: dict[UUID, int] = {connection_id: number for connection_id, number in inserted}
+    stored = {new.id: Stored(numbers[new.id], new.row["created_at"]) for new in pending if new.id in numbers}
     secrets = [
         {**secret, "connection_number": numbers[new.id]}
         for new in pending
@@ -110,7 +118,7 @@ async def _insert_connections(conn: AsyncConnection, pending: list[NewConnection
     if secrets:
         # RETURNING makes SQLAlchemy send one multi-row INSERT rather than one statement per row.
         await conn.execute(insert(connection_secrets).returning(connection_secrets.c.field), secrets)
-    return numbers
+    return stored
 
 
 def _insert_skipping_clashes(dialect: str, table: Table) -> Insert:
@@ -130,6 +138,11 @@ def _insert_skipping_clashes(dialect: str, table: Table) -> Insert:
 # create in psycopg's Python array encoder.)
 
 _ROW_COLUMNS = ", ".join(column.name for column in connections.c if column.name != "number")
+_ROW_VALUES = ", ".join(
+    DATABASE_NOW if column.name in ("created_at", "updated_at") else column.name
+    for column in connections.c
+    if column.name != "number"
+)
 _UTC_COLUMNS = [  # str(): a column's name is a str subclass, which orjson refuses as a key
     (str(column.name), column.type) for column in connections.c if isinstance(column.type, UtcDateTime)
 ]
@@ -138,20 +151,20 @@ _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 _INSERT_BATCH_POSTGRES = f"""
 WITH stored AS (
     INSERT INTO connections ({_ROW_COLUMNS})
-    SELECT {_ROW_COLUMNS} FROM json_populate_recordset(NULL::connections, %(rows)s::json)
+    SELECT {_ROW_VALUES} FROM json_populate_recordset(NULL::connections, %(rows)s::json)
     ON CONFLICT DO NOTHING
-    RETURNING id, number
+    RETURNING id, number, created_at
 ), sealed AS (
     INSERT INTO connection_secrets (connection_number, field, key_id, ciphertext)
     SELECT stored.number, secret.field, secret.key_id, decode(secret.ciphertext, 'base64')
     FROM json_to_recordset(%(secrets)s::json) AS secret(owner UUID, field TEXT, key_id TEXT, ciphertext TEXT)
     JOIN stored ON stored.id = secret.owner
 )
-SELECT id, number FROM stored
+SELECT id, number, created_at FROM stored
 """
 
 
-async def _insert_connections_postgres(conn: AsyncConnection, pending: list[NewConnection]) -> dict[UUID, int]:
+async def _insert_connections_postgres(conn: AsyncConnection, pending: list[NewConnection]) -> dict[UUID, Stored]:
     # Timestamps as UtcDateTime stores them: naive UTC (the columns are `timestamp without time zone`).
     rows = [
         new.row | {name: utc.process_bind_param(new.row.get(name), _PG) for name, utc in _UTC_COLUMNS}
@@ -164,7 +177,11 @@ async def _insert_connections_postgres(conn: AsyncConnection, pending: list[NewC
     ]
     params = {"rows": _json(rows), "secrets": _json(secrets)}
     stored = await conn.exec_driver_sql(_INSERT_BATCH_POSTGRES, params)
-    return {row._mapping["id"]: row._mapping["number"] for row in stored}
+    utc = connections.c.created_at.type
+    return {
+        row.id: Stored(row.number, utc.process_result_value(row.created_at, _PG))  # type: ignore[attr-defined]
+        for row in stored
+    }
 
 
 def _json(rows: list[dict[str, Any]]) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from connhub.store.batching import Batcher
-from connhub.store.tables import UtcDateTime, connections
+from connhub.store.tables import DATABASE_NOW, UtcDateTime, connections
 
 MAX_BATCH = 256
 
@@ -71,6 +71,11 @@ SET_COLUMNS = [str(column.name) for column in connections.c if column.name not i
 _UTC_COLUMNS = [(str(column.name), column.type) for column in connections.c if isinstance(column.type, UtcDateTime)]
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 
+def _assignment(column: str) -> str:
+    # When a row changed is the database's clock (one for every replica), not the writer's.
+    return f"{column} = {DATABASE_NOW}" if column == "updated_at" else f"{column} = wanted.{column}"
+
+
 # The version check is `version = new version - 1`: a writer always writes the version after the one
 # it read. Secrets are touched only for rows the UPDATE wrote (the joins on `written`); the removed
 # and the upserted fields of one row are disjoint, so the two never meet on one key.
@@ -79,7 +84,7 @@ _UPDATE_BATCH = text(
 WITH wanted AS (
     SELECT * FROM json_populate_recordset(NULL::connections, CAST(:rows AS json))
 ), written AS (
-    UPDATE connections AS stored SET {", ".join(f"{name} = wanted.{name}" for name in SET_COLUMNS)}
+    UPDATE connections AS stored SET {", ".join(_assignment(name) for name in SET_COLUMNS)}
     FROM wanted
     WHERE stored.number = wanted.number AND stored.version = wanted.version - 1 AND stored.deleted_at IS NULL
     RETURNING stored.*

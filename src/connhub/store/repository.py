@@ -31,11 +31,13 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     or_,
     select,
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -50,7 +52,7 @@ from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.group_update import GroupUpdate, PendingUpdate
 from connhub.store.revision import RevisionWatch
 from connhub.store.schema import async_url
-from connhub.store.tables import connection_secrets, connections, idempotency_keys
+from connhub.store.tables import DATABASE_NOW, connection_secrets, connections, idempotency_keys, key_checks
 from connhub.store.totals import ListTotals
 
 Sealed = Mapping[str, tuple[str, bytes]]  # field -> (key id, ciphertext)
@@ -169,6 +171,10 @@ class ConnectionRepository:
                 raise
             raise StoreUnavailable("the connection store is not answering; try again shortly") from None
 
+    def _now(self, now: datetime) -> Any:
+        """When a write happens: on PostgreSQL the database's clock (one for every replica), else `now`."""
+        return _DATABASE_NOW if self.engine.dialect.name == "postgresql" else now
+
     async def ping(self) -> None:
         async with self._read() as conn:
             await conn.execute(select(1))
@@ -206,9 +212,11 @@ class ConnectionRepository:
                 "response": {"connectionId": str(idempotency.connection_id)},
                 "created_at": now,
             }
-        number = await self._creates.add(NewConnection(row, _secret_rows(sealed), keyed))
+        number, created_at = await self._creates.add(NewConnection(row, _secret_rows(sealed), keyed))
         self._totals.forget(tenant)
-        return _to_connection({**row, "number": number, "deleted_at": None})
+        return _to_connection(
+            {**row, "number": number, "created_at": created_at, "updated_at": created_at, "deleted_at": None}
+        )
 
     async def find_idempotent(self, tenant: str, key: str) -> IdempotencyRecord | None:
         async with self._read() as conn:
@@ -345,7 +353,7 @@ class ConnectionRepository:
                 await conn.execute(
                     update(connections)
                     .where(*_UNCHANGED_SINCE_READ, connections.c.product_name.is_(None))
-                    .values(product_name=product_name, updated_at=now, version=current.version + 1)
+                    .values(product_name=product_name, updated_at=self._now(now), version=current.version + 1)
                     .returning(*connections.c),
                     _as_read(current),
                 )
@@ -360,7 +368,10 @@ class ConnectionRepository:
                 update(connections)
                 .where(*_UNCHANGED_SINCE_READ)
                 .values(
-                    deleted_at=now, updated_at=now, version=current.version + 1, masked_connection_string=None
+                    deleted_at=self._now(now),
+                    updated_at=self._now(now),
+                    version=current.version + 1,
+                    masked_connection_string=None,
                 ),
                 _as_read(current),
             )
@@ -380,6 +391,19 @@ class ConnectionRepository:
                 select(connection_secrets.c.key_id, func.count()).group_by(connection_secrets.c.key_id)
             )
             return {key_id: count for key_id, count in rows}
+
+    async def key_checks(self, ours: Mapping[str, str], now: datetime) -> dict[str, str]:
+        """Record `ours` (key id -> check value) where the id is new; answer the stored value of each."""
+        query = select(key_checks.c.key_id, key_checks.c.check_value).where(key_checks.c.key_id.in_(list(ours)))
+        async with self._read() as conn:
+            stored = {key_id: value for key_id, value in await conn.execute(query)}
+        if stored.keys() == ours.keys():
+            return stored  # the usual case: a read, no write
+        new = [{"key_id": key_id, "check_value": ours[key_id], "created_at": now} for key_id in ours - stored.keys()]
+        insert_new = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(key_checks)
+        async with self._write() as conn:  # another process may record the same id meanwhile: its value wins
+            await conn.execute(insert_new.on_conflict_do_nothing(), new)
+            return {key_id: value for key_id, value in await conn.execute(query)}
 
     async def secrets_not_under(self, key_id: str, after: tuple[int, str], limit: int) -> list[StoredSecret]:
         """A batch of secrets sealed under another key than `key_id`, in (number, field) order."""
@@ -409,19 +433,24 @@ class ConnectionRepository:
             StoredSecret(r.connection_number, r.id, r.tenant, r.field, r.key_id, r.ciphertext) for r in rows
         ]
 
-    async def reseal(self, secret: StoredSecret, key_id: str, ciphertext: bytes) -> bool:
-        """Swap one ciphertext if it is still the one that was read (a concurrent update wins)."""
+    async def reseal_batch(self, resealed: list[tuple[StoredSecret, bytes]], key_id: str) -> list[bool]:
+        """Swap each ciphertext if it is still the one that was read (a concurrent update wins), in one
+        transaction; whether each was swapped."""
+        swapped = []
         async with self._write() as conn:
-            changed = await conn.execute(
-                update(connection_secrets)
-                .where(
-                    connection_secrets.c.connection_number == secret.connection_number,
-                    connection_secrets.c.field == secret.field,
-                    connection_secrets.c.ciphertext == secret.ciphertext,
+            for secret, ciphertext in resealed:
+                changed = await conn.execute(
+                    _RESEAL_IF_UNCHANGED,
+                    {
+                        "number": secret.connection_number,
+                        "field_name": secret.field,
+                        "read": secret.ciphertext,
+                        "key_id": key_id,
+                        "ciphertext": ciphertext,
+                    },
                 )
-                .values(key_id=key_id, ciphertext=ciphertext)
-            )
-            return bool(changed.rowcount)
+                swapped.append(bool(changed.rowcount))
+        return swapped
 
 
 # -- query building -------------------------------------------------------------------------
@@ -433,11 +462,22 @@ _UNCHANGED_SINCE_READ = (
     connections.c.version == bindparam("at_version"),
     connections.c.deleted_at.is_(None),
 )
+# The database's clock as the columns keep it (naive UTC), for writes on PostgreSQL.
+_DATABASE_NOW: ColumnElement[Any] = literal_column(DATABASE_NOW)
 # SET comes from the parameters' column names (the same set every time: one cached statement).
 _REPLACE_IF_UNCHANGED = update(connections).where(*_UNCHANGED_SINCE_READ).returning(*connections.c)
 _DROP_SECRETS = delete(connection_secrets).where(
     connection_secrets.c.connection_number == bindparam("number"),
     connection_secrets.c.field.in_(bindparam("fields", expanding=True)),
+)
+_RESEAL_IF_UNCHANGED = (
+    update(connection_secrets)
+    .where(
+        connection_secrets.c.connection_number == bindparam("number"),
+        connection_secrets.c.field == bindparam("field_name"),
+        connection_secrets.c.ciphertext == bindparam("read"),
+    )
+    .values(key_id=bindparam("key_id"), ciphertext=bindparam("ciphertext"))
 )
 # By id alone, so the unique index on id is the only plan: with tenant and deleted_at in the WHERE,
 # a PostgreSQL without statistics (autovacuum off, or a fresh restore) walked the tenant's partial

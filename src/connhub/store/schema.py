@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock's key for migrations: any constant of our own ("connhub migrate" in ASCII hex).
+MIGRATION_LOCK = 0x636F6E6E6875626D
 
 
 def async_url(url: str) -> str:
@@ -64,6 +66,11 @@ def migrate(url: str) -> None:
     engine = create_engine(sync_url(url), poolclass=pool.NullPool)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Replicas that all migrate on start take turns: the first upgrades, the others then
+                # find the schema at head (Alembic reads the version after the lock is held). The lock
+                # ends with this transaction, committed or not.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config = alembic_config(url)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

@@ -41,6 +41,10 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# PostgreSQL's clock as the timestamp columns keep it (naive UTC): write times on a store that several
+# replicas share come from it, not from each replica's clock (its transaction's or statement's start).
+DATABASE_NOW = "timezone('UTC', now())"
+
 metadata = MetaData()
 # SQLite only makes an INTEGER PRIMARY KEY auto-increment.
 Serial = BigInteger().with_variant(Integer(), "sqlite")
@@ -106,5 +110,14 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("status", Integer, nullable=False),
     Column("response", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# What each encryption key id's bytes must give (HMAC-SHA256 of a fixed label): replicas agree on keys.
+key_checks = Table(
+    "key_checks",
+    metadata,
+    Column("key_id", String(255), primary_key=True),
+    Column("check_value", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
