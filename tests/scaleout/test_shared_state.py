@@ -112,6 +112,9 @@ async def test_redis_going_away_fails_the_limit_closed_and_the_cache_over_to_loc
         )
         schema = f"/v1/management/connections/{target}/schema"
         assert _tables(await one.get(schema)) == ["before"]
+        never_read = await _create(
+            one, host="127.0.0.1", port=5432, databaseName=target_database, userName="postgres", schema=None
+        )
         await redis_proxy.stop()
 
         test = await one.post(f"/v1/management/connections/{target}/test")
@@ -120,7 +123,10 @@ async def test_redis_going_away_fails_the_limit_closed_and_the_cache_over_to_loc
         assert "CONNHUB_REDIS_URL" in test.json()["message"]
         assert test.headers["Retry-After"] == "1"
         assert _tables(await one.get(schema)) == ["before"]  # this replica's own copy
-        assert (await one.get(schema + "?refresh=true")).status_code == 200  # probes run under the local bound
+        # A refresh counts as a test (issue 14), so it fails closed too; a first read is not a test and
+        # its probe runs under this replica's own bound.
+        assert (await one.get(schema + "?refresh=true")).json()["code"] == "CONN-1021"
+        assert _tables(await one.get(f"/v1/management/connections/{never_read}/schema")) == ["before"]
         assert (await one.get("/v1/management/connections")).status_code == 200
         ready = await one.get("/readyz")
         assert ready.status_code == 200 and ready.json()["checks"]["sharedState"] == "unavailable"
