@@ -6,11 +6,12 @@ both API dialects call these functions with canonical field mappings and get dom
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from uuid import UUID
 
 from uuid6 import uuid7
 
-from connhub.domain import connstring
+from connhub.domain import connstring, mapping
 from connhub.domain.connection import (
     SECRET_FIELDS,
     Connection,
@@ -87,31 +88,35 @@ class TestRateLimiter:
 
 
 class SchemaCache:
-    """Discovered schemas by connection, valid for `ttl_s` and only for the version they were read at."""
+    """Discovered schemas by connection and the other schemas read with its own, valid for `ttl_s`
+    and only for the version they were read at."""
 
     def __init__(self, ttl_s: float, max_entries: int = 1024) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._entries: OrderedDict[UUID, tuple[int, float, list[Table]]] = OrderedDict()
+        self._entries: OrderedDict[tuple[UUID, tuple[str, ...]], tuple[int, float, list[Table]]] = OrderedDict()
 
-    def get(self, connection: Connection) -> list[Table] | None:
-        entry = self._entries.get(connection.id)
+    def get(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:
+        key = (connection.id, schemas)
+        entry = self._entries.get(key)
         if entry is None:
             return None
         version, stored_at, tables = entry
         if version != connection.version or time.monotonic() - stored_at > self.ttl_s:
-            del self._entries[connection.id]
+            del self._entries[key]
             return None
         return tables
 
-    def put(self, connection: Connection, tables: list[Table]) -> None:
-        self._entries[connection.id] = (connection.version, time.monotonic(), tables)
-        self._entries.move_to_end(connection.id)
+    def put(self, connection: Connection, tables: list[Table], schemas: tuple[str, ...] = ()) -> None:
+        key = (connection.id, schemas)
+        self._entries[key] = (connection.version, time.monotonic(), tables)
+        self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
     def drop(self, connection_id: UUID) -> None:
-        self._entries.pop(connection_id, None)
+        for key in [key for key in self._entries if key[0] == connection_id]:
+            del self._entries[key]
 
 
 @dataclass(frozen=True)
@@ -402,39 +407,50 @@ class ConnectionService:
     async def test_unsaved(self, fields: Mapping[str, Any]) -> TestReport:
         return await self.probes.test(_target(validate_spec(fields)))
 
-    async def schema(self, tenant: str, connection: Connection, refresh: bool = False) -> list[Table]:
-        if not refresh and (cached := self.schema_cache.get(connection)) is not None:
+    async def schema(
+        self, tenant: str, connection: Connection, refresh: bool = False, schemas: tuple[str, ...] = ()
+    ) -> list[Table]:
+        """The connection's tables (and those of the other `schemas`, named `schema.table`)."""
+        if not refresh and (cached := self.schema_cache.get(connection, schemas)) is not None:
             return cached
         try:
             spec = await self._open_spec(connection)
         except SecretsUnavailable as error:
             report = failure_report(ErrorCategory.DECRYPT_FAILED, error.message)
             raise TestFailed("the stored secrets cannot be opened", report) from None
-        tables, report = await self.probes.read_schema(_target(spec))
+        tables, report = await self.probes.read_schema(dataclasses.replace(_target(spec), schemas=schemas))
         if tables is None:
             raise TestFailed("the database could not be read", report)
-        self.schema_cache.put(connection, tables)
+        self.schema_cache.put(connection, tables, schemas)
         return tables
 
     def cached_schema(self, connection: Connection) -> list[Table] | None:
         """The tables the last test or schema read discovered, while cached; never a live read."""
         return self.schema_cache.get(connection)
 
-    async def validate_schema(
-        self, tenant: str, mapped_fields: Mapping[str, Mapping[str, list[str]]]
-    ) -> None:
-        """Check that every mapped data source, table and field exists; list every one missing."""
-        errors: list[dict[str, Any]] = []
-        for source, tables in mapped_fields.items():
-            try:
-                connection = await self.get_by_name_or_id(tenant, source)
-            except NotFound:
-                errors.append({"dataSourceId": source, "type": "DATA_SOURCE_NOT_FOUND"})
-                continue
-            known = {table.name: set(table.fields) for table in await self.schema(tenant, connection)}
-            errors.extend(_missing(source, tables, known))
-        if errors:
-            raise SchemaMismatch(f"{len(errors)} mapped item(s) do not exist", errors)
+    async def validate_schema(self, tenant: str, mapped_fields: mapping.MappedFields) -> None:
+        """Check that every mapped data source, table and field exists; raise listing every one
+        missing. Sources are read concurrently, so one that hangs costs one probe timeout."""
+        mapping.check_limits(mapped_fields)
+        per_source = await asyncio.gather(
+            *(self._check_source(tenant, source, tables) for source, tables in mapped_fields.items())
+        )
+        found = [finding for source_findings in per_source for finding in source_findings]
+        if found:
+            raise SchemaMismatch("Schema validation found inconsistencies.", found)
+
+    async def _check_source(
+        self, tenant: str, source: str, tables: Mapping[str, Sequence[str]]
+    ) -> list[mapping.Finding]:
+        try:
+            connection = await self.get_by_name_or_id(tenant, source)
+        except NotFound:
+            return [mapping.Finding(mapping.FindingType.DATA_SOURCE_NOT_FOUND, source)]
+        try:
+            discovered = await self.schema(tenant, connection, schemas=mapping.schemas_named(connection, tables))
+        except TestFailed:
+            return [mapping.Finding(mapping.FindingType.DATA_SOURCE_DOWN, source)]
+        return mapping.findings(connection, source, tables, discovered)
 
     # -- keys ---------------------------------------------------------------------------------
 

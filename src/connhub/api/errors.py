@@ -87,7 +87,7 @@ def render(error: domain.ConnhubError) -> Json:
     if isinstance(error, domain.TestFailed):
         extra["report"] = error.report.to_json()
     if isinstance(error, domain.SchemaMismatch):
-        extra["errors"] = error.errors
+        extra["errors"] = [finding.to_json() for finding in error.errors]
     response = problem(status, error.code, error.title, error.message, **extra)
     if isinstance(error, domain.RateLimited):
         response.headers["Retry-After"] = str(error.retry_after_s)
