@@ -407,6 +407,11 @@ class ConnectionService:
     async def test_unsaved(self, fields: Mapping[str, Any]) -> TestReport:
         return await self.probes.test(_target(validate_spec(fields)))
 
+    async def read_unsaved_schema(self, fields: Mapping[str, Any]) -> list[Table] | None:
+        """The tables of an unsaved connection (nothing is stored or cached); None if unreadable."""
+        tables, _ = await self.probes.read_schema(_target(validate_spec(fields)))
+        return tables
+
     async def schema(
         self, tenant: str, connection: Connection, refresh: bool = False, schemas: tuple[str, ...] = ()
     ) -> list[Table]:

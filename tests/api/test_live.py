@@ -160,7 +160,7 @@ async def test_ten_tests_a_minute_per_connection_across_both_dialects(sqlite_cli
             response = await sqlite_client.post(f"{BASE}/{created['id']}/test")
         else:
             response = await sqlite_client.get(f"/team/default/connections/{number}/test")
-        assert response.status_code == 200, response.text
+        assert response.status_code == (200 if index % 2 else 400), response.text  # a failed Chartbrew test is 400
     limited = await sqlite_client.post(f"{BASE}/{created['id']}/test")
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     assert limited.json()["code"] == "CONN-1013"

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from connhub.api.deps import ServiceDep
 from connhub.api.dialects.chartbrew.shapes import (
     CERTIFICATE_FILES_BODY,
+    TEST_FILES_BODY,
     ChartbrewConnection,
     ChartbrewConnectionInput,
     ChartbrewTestResult,
@@ -23,13 +24,16 @@ from connhub.api.dialects.chartbrew.tenancy import ConnectionNumber, TeamReader,
 from connhub.api.dialects.chartbrew.translate import (
     MAX_FILE_BYTES,
     PEM_FIELDS,
-    UNSAVED_NAME,
+    TEST_FILE_PARTS,
     canonical_fields,
     duplicate_name,
     in_chartbrew_terms,
-    pem_texts,
     render,
     test_answer,
+    test_status,
+    test_with_files_body,
+    unsaved_test_body,
+    uploaded_files,
 )
 from connhub.api.http import json_object
 from connhub.api.multipart import read_parts
@@ -97,7 +101,7 @@ async def update(request: Request, principal: TeamWriter, connection_id: Connect
 
 @router.delete(
     ONE,
-    summary="Delete a connection (soft: its secrets are wiped)",
+    summary="Delete a connection (soft: its secrets are wiped; `removeDatasets` is accepted, Connhub keeps none)",
     responses={200: {"model": Removed}, **errors(400, 401, 403, 404, 503)},
 )
 async def delete(principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
@@ -107,14 +111,14 @@ async def delete(principal: TeamWriter, connection_id: ConnectionNumber, service
 
 @router.get(
     ONE + "/test",
-    summary="Test a stored connection; on success also read its schema",
+    summary="Test a stored connection; on success also read its schema (a failed test is a 400, as Chartbrew's)",
     responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 404, 429, 503)},
 )
 async def test_saved(principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
     connection = await service.get_by_number(principal.tenant, connection_id)
     report = await service.test_saved(principal.tenant, connection)
     tables = await _tables_or_none(service, principal.tenant, connection) if report.ok else None
-    return Json(test_answer(report, tables))
+    return Json(test_answer(report, tables), status_code=test_status(report))
 
 
 async def _tables_or_none(service: ConnectionService, tenant: str, connection: Connection) -> list[Table] | None:
@@ -127,17 +131,42 @@ async def _tables_or_none(service: ConnectionService, tenant: str, connection: C
 
 @router.post(
     TEAM + "/{type}/test",
-    summary="Test an unsaved connection of this type (nothing is stored)",
+    summary="Test an unsaved connection of this type (nothing is stored; a failed test is a 400)",
     openapi_extra=json_body(ChartbrewConnectionInput),
     responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 413, 415)},
 )
 async def test_unsaved(request: Request, principal: TeamWriter, type: str, service: ServiceDep) -> Json:
-    body = {**await json_object(request), "type": type}
-    body["name"] = body.get("name") or UNSAVED_NAME
+    return await _test_unsaved(service, unsaved_test_body(await json_object(request), type))
+
+
+@router.post(
+    TEAM + "/{type}/test/files",
+    summary="Test an unsaved connection with certificate files (multipart `connection` JSON, sslCa, sslCert, sslKey)",
+    openapi_extra=TEST_FILES_BODY,
+    responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 413, 415)},
+)
+async def test_unsaved_with_files(request: Request, principal: TeamWriter, type: str, service: ServiceDep) -> Json:
+    parts = await read_parts(request, TEST_FILE_PARTS, MAX_FILE_BYTES)
+    return await _test_unsaved(service, test_with_files_body(parts, type))
+
+
+async def _test_unsaved(service: ConnectionService, body: dict[str, Any]) -> Json:
     fields = canonical_fields(body)
     with in_chartbrew_terms():
         report = await service.test_unsaved(fields)
-    return Json(test_answer(report))
+    tables = await service.read_unsaved_schema(fields) if report.ok else None
+    return Json(test_answer(report, tables), status_code=test_status(report))
+
+
+@router.post(
+    ONE + "/update-schema",
+    summary="Read the connection's schema again; answers the connection with it",
+    responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 422, 503)},
+)
+async def update_schema(principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
+    connection = await service.get_by_number(principal.tenant, connection_id)
+    tables = await service.schema(principal.tenant, connection, refresh=True)
+    return Json(render(connection, tables))
 
 
 @router.post(
@@ -150,7 +179,7 @@ async def upload_files(
     request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep
 ) -> Json:
     connection = await service.get_by_number(principal.tenant, connection_id)
-    pems = pem_texts(await read_parts(request, tuple(PEM_FIELDS), MAX_FILE_BYTES))
+    pems = uploaded_files(await read_parts(request, tuple(PEM_FIELDS), MAX_FILE_BYTES))
     with in_chartbrew_terms():
         updated = await service.attach_ssl_files(principal.tenant, connection, pems)
     return one(updated, service)
