@@ -20,7 +20,7 @@ from oracledb import errors as oracle_errors
 
 from connhub.domain.reports import ErrorCategory
 from connhub.probes.base import ProbeTarget, SslMaterial
-from connhub.probes.oracle import PROBE, classify, oracle_code, schema_owner, tables_from_rows
+from connhub.probes.oracle import PROBE, classify, oracle_code, schema_owner, schema_query, tables_from_rows
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.support.listeners import ScriptedListener, SilentListener, TlsListener
 from tests.support.pki import CertificateAuthority
@@ -245,3 +245,11 @@ def test_rows_become_tables_in_query_order_with_primary_keys() -> None:
 )
 def test_the_owner_is_the_schema_or_the_user_as_oracle_stores_it(schema: str | None, user: str, owner: str) -> None:
     assert schema_owner(target(1521, schema=schema, user=user)) == owner
+
+
+def test_other_schemas_join_the_one_catalog_query_as_binds() -> None:
+    query, binds = schema_query(target(1521, schema=None, user="scott", schemas=("GL", "HR")))
+    assert binds == {"owner": "SCOTT", "other0": "GL", "other1": "HR"}
+    assert query.count("IN (:owner, :other0, :other1)") == 2 and "{owners}" not in query
+    alone, only_owner = schema_query(target(1521, schema=None, user="scott"))
+    assert "IN (:owner)" in alone and only_owner == {"owner": "SCOTT"}
