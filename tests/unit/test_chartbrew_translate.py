@@ -88,6 +88,14 @@ def test_a_failed_test_is_a_400_and_a_good_one_200() -> None:
     assert translate.test_status(good) == 200
     assert translate.test_status(failure_report(ErrorCategory.PORT_CLOSED, "refused")) == 400
     assert translate.test_answer(good, [])["schema"] == {"tables": [], "description": {}}
+    failed = translate.test_answer(failure_report(ErrorCategory.PORT_CLOSED, "refused"))
+    # A 400 is also the JSON error shape: code, title, message (the report's).
+    assert (failed["code"], failed["title"], failed["message"], failed["success"]) == (
+        "CONN-1010",
+        "Connection test failed",
+        "refused",
+        False,
+    )
 
 
 def test_unpicked_file_slots_are_ignored() -> None:

@@ -14,9 +14,9 @@ from connhub.api.deps import ServiceDep
 from connhub.api.dialects.chartbrew.shapes import (
     CERTIFICATE_FILES_BODY,
     TEST_FILES_BODY,
+    TEST_RESPONSES,
     ChartbrewConnection,
     ChartbrewConnectionInput,
-    ChartbrewTestResult,
     DuplicateInput,
     Removed,
 )
@@ -112,7 +112,7 @@ async def delete(principal: TeamWriter, connection_id: ConnectionNumber, service
 @router.get(
     ONE + "/test",
     summary="Test a stored connection; on success also read its schema (a failed test is a 400, as Chartbrew's)",
-    responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 404, 429, 503)},
+    responses={**TEST_RESPONSES, **errors(401, 403, 404, 429, 503)},
 )
 async def test_saved(principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
     connection = await service.get_by_number(principal.tenant, connection_id)
@@ -133,7 +133,7 @@ async def _tables_or_none(service: ConnectionService, tenant: str, connection: C
     TEAM + "/{type}/test",
     summary="Test an unsaved connection of this type (nothing is stored; a failed test is a 400)",
     openapi_extra=json_body(ChartbrewConnectionInput),
-    responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 413, 415)},
+    responses={**TEST_RESPONSES, **errors(401, 403, 413, 415)},
 )
 async def test_unsaved(request: Request, principal: TeamWriter, type: str, service: ServiceDep) -> Json:
     return await _test_unsaved(service, unsaved_test_body(await json_object(request), type))
@@ -143,7 +143,7 @@ async def test_unsaved(request: Request, principal: TeamWriter, type: str, servi
     TEAM + "/{type}/test/files",
     summary="Test an unsaved connection with certificate files (multipart `connection` JSON, sslCa, sslCert, sslKey)",
     openapi_extra=TEST_FILES_BODY,
-    responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 413, 415)},
+    responses={**TEST_RESPONSES, **errors(401, 403, 413, 415)},
 )
 async def test_unsaved_with_files(request: Request, principal: TeamWriter, type: str, service: ServiceDep) -> Json:
     parts = await read_parts(request, TEST_FILE_PARTS, MAX_FILE_BYTES)

@@ -10,7 +10,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from connhub.api.dialects.chartbrew.translate import PEM_FIELDS, SUPPORTED_TYPES
-from connhub.api.shapes import TABLE, TEST_REPORT, TestReportOut
+from connhub.api.shapes import (
+    FAILED_REPORT,
+    TABLE,
+    TEST_REPORT,
+    PhasesOut,
+    ProbeErrorOut,
+    Problem,
+    TestReportOut,
+    TlsOut,
+)
 
 # Examples for /docs (schemathesis sends the request ones too), from real answers of this version
 # with made-up values; tests/api/test_docs.py validates each against its model.
@@ -66,6 +75,13 @@ CHARTBREW_CONNECTION: dict[str, Any] = {
 REMOVED: dict[str, Any] = {"removed": True}
 DUPLICATE_INPUT: dict[str, Any] = {"name": "production-db (copy)"}
 CHARTBREW_TEST_RESULT: dict[str, Any] = {"success": True, **TEST_REPORT, "schema": CHARTBREW_SCHEMA}
+CHARTBREW_TEST_FAILURE: dict[str, Any] = {
+    "code": "CONN-1010",
+    "title": "Connection test failed",
+    "success": False,
+    **FAILED_REPORT,
+    "schema": None,
+}
 
 
 class ChartbrewConnectionInput(BaseModel):
@@ -160,6 +176,28 @@ class ChartbrewTestResult(TestReportOut):
 
     success: bool
     schema_: ChartbrewSchema | None = Field(None, alias="schema")
+
+
+class ChartbrewTestFailure(Problem):
+    """400: a failed test, as Chartbrew answers it (the error shape with code CONN-1010, the report's
+    fields and `success: false`), or a bad request (the error shape with `fields`)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [CHARTBREW_TEST_FAILURE]})
+
+    success: bool | None = None
+    status: str | None = None
+    latencyMs: int | None = None
+    serverVersion: str | None = None
+    tls: TlsOut | None = None
+    phases: PhasesOut | None = None
+    error: ProbeErrorOut | None = None
+    schema_: None = Field(None, alias="schema")
+
+
+TEST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": ChartbrewTestResult},
+    400: {"model": ChartbrewTestFailure, "description": "The test failed (the report says why), or a bad request"},
+}
 
 
 def _files_body(properties: dict[str, Any]) -> dict[str, Any]:

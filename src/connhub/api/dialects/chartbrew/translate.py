@@ -17,7 +17,7 @@ from typing import Any
 from connhub.api.dialects.formats import rfc3339
 from connhub.domain.connection import Connection, SslMode, validate_spec
 from connhub.domain.engines import Engine
-from connhub.domain.errors import ValidationFailed
+from connhub.domain.errors import TestFailed, ValidationFailed
 from connhub.domain.reports import Table, TestReport
 
 # Chartbrew's database types and ours. Its other sources (api, firestore, realtimedb,
@@ -338,8 +338,11 @@ def schema_json(tables: list[Table] | None) -> dict[str, Any] | None:
 
 
 def test_answer(report: TestReport, tables: list[Table] | None = None) -> dict[str, Any]:
-    """A test's answer: the report, `success`, and the schema read after a successful one."""
-    return {"success": report.ok, **report.to_json(), "schema": schema_json(tables)}
+    """A test's answer: the report, `success`, and the schema read after a successful one. A
+    failed one is a 400 (`test_status`), so it also carries the error shape's `code` and `title`
+    (the report's `message` is the error's)."""
+    answer = {"success": report.ok, **report.to_json(), "schema": schema_json(tables)}
+    return answer if report.ok else {"code": TestFailed.code, "title": TestFailed.title, **answer}
 
 
 def test_status(report: TestReport) -> int:
