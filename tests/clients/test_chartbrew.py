@@ -444,6 +444,21 @@ async def test_test_saved_and_the_schema_it_caches(sqlite_client: httpx.AsyncCli
     assert visual_sql_columns(read["schema"], "customers") == [("id", "integer"), ("email", "text")]
 
 
+async def test_test_saved_with_uploaded_files(web: WebClient) -> None:
+    """ConnectionWizard _onAddNewConnection: addConnection, then addFilesToConnection with the CA
+    picked; the saved test (ConnectionRoute.js GET /{id}/test) uses it: `prefer` connects, and once
+    the form switches to `verify-ca` (saveConnection) the CA, which did not sign the server's
+    certificate (or a server without TLS), makes it a 400 TLS_FAILED."""
+    created = await web.add_connection(postgres_form("Files", ssl=True, sslMode="prefer"))
+    files: dict[str, str | None] = {"sslCa": CA_PEM, "sslCert": None, "sslKey": None}
+    assert (await web.add_files_to_connection(created["id"], files)).status_code == 200
+    assert form_result(await web.test_saved(created["id"]))[0] == "success"
+    state = await web.get_connection(created["id"])
+    await web.save_connection({**state, "sslMode": "verify-ca", "connectionString": ""})
+    colour, result = form_result(await web.test_saved(created["id"]))
+    assert (colour, result["error"]["category"]) == ("danger", "TLS_FAILED"), result
+
+
 async def test_test_saved_failure(web: WebClient) -> None:
     """ConnectionRoute.js GET /{id}/test of a database that refuses: 400 with the typed report."""
     created = await web.add_connection(postgres_form("Nowhere", port=str(free_port())))
