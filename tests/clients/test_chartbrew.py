@@ -210,7 +210,8 @@ def web(sqlite_client: httpx.AsyncClient) -> WebClient:
 
 @pytest.fixture
 async def mongo() -> AsyncIterator[MongoWireServer]:
-    databases = {"shop": {"orders": [{"_id": 1, "total": 5, "customer": "ada"}], "customers": [{"_id": 1}]}}
+    orders: list[dict[str, Any]] = [{"_id": 1, "total": 5, "customer": "ada"}]
+    databases = {"shop": {"orders": orders, "customers": [{"_id": 1}]}}
     async with MongoWireServer(databases, {"app": MONGO_PASSWORD}) as server:
         yield server
 
