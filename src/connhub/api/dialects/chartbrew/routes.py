@@ -22,6 +22,7 @@ from connhub.api.dialects.chartbrew.shapes import (
 )
 from connhub.api.dialects.chartbrew.tenancy import ConnectionNumber, TeamReader, TeamWriter
 from connhub.api.dialects.chartbrew.translate import (
+    FAILED_TEST_STATUS,
     MAX_FILE_BYTES,
     PEM_FIELDS,
     TEST_FILE_PARTS,
@@ -30,18 +31,18 @@ from connhub.api.dialects.chartbrew.translate import (
     in_chartbrew_terms,
     render,
     test_answer,
-    test_status,
     test_with_files_body,
     unsaved_test_body,
     uploaded_files,
 )
+from connhub.api.errors import problem_answer
 from connhub.api.http import json_object
 from connhub.api.multipart import read_parts
 from connhub.api.openapi import errors, json_body
 from connhub.api.responses import Json
 from connhub.domain.connection import Connection
 from connhub.domain.errors import TestFailed
-from connhub.domain.reports import Table
+from connhub.domain.reports import Table, TestReport
 from connhub.service import ConnectionService
 
 router = APIRouter(tags=["Connections (Chartbrew)"])
@@ -118,7 +119,12 @@ async def test_saved(principal: TeamWriter, connection_id: ConnectionNumber, ser
     connection = await service.get_by_number(principal.tenant, connection_id)
     report = await service.test_saved(principal.tenant, connection)
     tables = await _tables_or_none(service, principal.tenant, connection) if report.ok else None
-    return Json(test_answer(report, tables), status_code=test_status(report))
+    return _test_answer(report, tables)
+
+
+def _test_answer(report: TestReport, tables: list[Table] | None) -> Json:
+    answer = test_answer(report, tables)
+    return Json(answer) if report.ok else problem_answer(FAILED_TEST_STATUS, answer)
 
 
 async def _tables_or_none(service: ConnectionService, tenant: str, connection: Connection) -> list[Table] | None:
@@ -155,7 +161,7 @@ async def _test_unsaved(service: ConnectionService, body: dict[str, Any]) -> Jso
     with in_chartbrew_terms():
         report = await service.test_unsaved(fields)
     tables = await service.read_unsaved_schema(fields) if report.ok else None
-    return Json(test_answer(report, tables), status_code=test_status(report))
+    return _test_answer(report, tables)
 
 
 @router.post(

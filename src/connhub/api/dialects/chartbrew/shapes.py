@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from connhub.api.dialects.chartbrew.translate import PEM_FIELDS, SUPPORTED_TYPES
+from connhub.api.openapi import EXAMPLE_REQUEST_ID
 from connhub.api.shapes import (
     FAILED_REPORT,
     TABLE,
@@ -81,6 +82,7 @@ CHARTBREW_TEST_FAILURE: dict[str, Any] = {
     "success": False,
     **FAILED_REPORT,
     "schema": None,
+    "requestId": EXAMPLE_REQUEST_ID,
 }
 
 
@@ -196,7 +198,11 @@ class ChartbrewTestFailure(Problem):
 
 TEST_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": ChartbrewTestResult},
-    400: {"model": ChartbrewTestFailure, "description": "The test failed (the report says why), or a bad request"},
+    400: {
+        "model": ChartbrewTestFailure,
+        "description": "The test failed (the report says why), or a bad request",
+        "content": {"application/json": {"example": CHARTBREW_TEST_FAILURE}},
+    },
 }
 
 

@@ -129,7 +129,11 @@ async def test_unsaved(request: Request, principal: Writer, service: ServiceDep)
     responses={
         200: {"model": shapes.ValidSchema},
         **errors(400, 401, 403, 413, 415, 503),
-        422: {"model": shapes.SchemaInvalid, "description": "Mapped items that do not exist"},
+        422: {
+            "model": shapes.SchemaInvalid,
+            "description": "Mapped items that do not exist",
+            "content": {"application/json": {"example": shapes.SCHEMA_INVALID}},
+        },
     },
 )
 async def validate_schema(request: Request, principal: Reader, service: ServiceDep) -> Json:
