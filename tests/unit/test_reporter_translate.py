@@ -11,9 +11,12 @@ def test_go_ssl_input_with_only_a_mode_is_that_mode() -> None:
     assert translate.connection_body(body) == {"configName": "x", "ssl": {"mode": "require", "cert": None, "key": None}}
 
 
-def test_an_empty_ssl_object_is_no_ssl() -> None:
-    assert translate.connection_body({"configName": "x", "ssl": {"mode": "", "ca": ""}}) == {"configName": "x"}
-    assert translate.connection_body({"configName": "x", "ssl": {}}) == {"configName": "x"}
+def test_an_ssl_object_without_a_mode_is_left_for_the_domain_to_refuse() -> None:
+    assert translate.connection_body({"configName": "x", "ssl": {"mode": "", "ca": ""}}) == {
+        "configName": "x",
+        "ssl": {"mode": ""},
+    }
+    assert translate.connection_body({"configName": "x", "ssl": {}}) == {"configName": "x", "ssl": {}}
 
 
 def test_a_body_without_ssl_is_unchanged() -> None:

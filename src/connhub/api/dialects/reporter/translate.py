@@ -40,16 +40,14 @@ def connection_body(body: dict[str, Any]) -> dict[str, Any]:
     """A connection body as Lerian's Go clients marshal it, in the domain's terms.
 
     Go's SSLInput has no `omitempty`: a client that sets only the mode sends `"ca": ""` with
-    `"cert": null, "key": null`. An empty PEM means none (null already does), and an ssl object
-    left empty means no ssl at all (fetcher SSLInput.IsEmpty).
+    `"cert": null, "key": null`. An empty PEM means none, as null already does. (An ssl object
+    without a mode stays a 400 naming `ssl.mode`, where Lerian would drop it: the SPEC wants the
+    mode, and Go's model never sends one empty unless the caller made it so.)
     """
     ssl = body.get("ssl")
     if not isinstance(ssl, dict):
         return body
-    given = {name: value for name, value in ssl.items() if value != ""}
-    if not given:
-        return {name: value for name, value in body.items() if name != "ssl"}
-    return {**body, "ssl": given}
+    return {**body, "ssl": {name: value for name, value in ssl.items() if name == "mode" or value != ""}}
 
 
 def metadata_filters(params: Mapping[str, str]) -> dict[str, str]:
