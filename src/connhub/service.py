@@ -6,9 +6,10 @@ both API dialects call these functions with canonical field mappings and get dom
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from uuid6 import uuid7
 
 from connhub.coordination import RateLimiter, SchemaCache
 from connhub.coordination.local import LocalRateLimiter, LocalSchemaCache
-from connhub.domain import connstring
+from connhub.domain import connstring, mapping
 from connhub.domain.connection import (
     SECRET_FIELDS,
     Connection,
@@ -42,7 +43,6 @@ from connhub.domain.errors import (
 )
 from connhub.domain.listing import MAX_LIMIT, ListQuery, Page, SortBy, SortOrder, parse_list_query
 from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
-from connhub.domain.schema_mapping import check_mapped_fields
 from connhub.domain.text import has_control_characters
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
@@ -356,45 +356,59 @@ class ConnectionService:
     async def test_unsaved(self, fields: Mapping[str, Any]) -> TestReport:
         return await self.probes.test(_target(validate_spec(fields)))
 
-    async def schema(self, tenant: str, connection: Connection, refresh: bool = False) -> list[Table]:
-        """The connection's tables: cached, else read live. A refresh (past the cache, on demand)
-        counts against the connection's tests a minute, as a test does."""
+    async def read_unsaved_schema(self, fields: Mapping[str, Any]) -> list[Table] | None:
+        """The tables of an unsaved connection (nothing is stored or cached); None if unreadable."""
+        tables, _ = await self.probes.read_schema(_target(validate_spec(fields)))
+        return tables
+
+    async def schema(
+        self, tenant: str, connection: Connection, refresh: bool = False, schemas: tuple[str, ...] = ()
+    ) -> list[Table]:
+        """The connection's tables (and those of the other `schemas`, named `schema.table`): cached,
+        else read live. A refresh (past the cache, on demand) counts against the connection's tests
+        a minute, as a test does."""
         if refresh:
             await self.rate_limiter.take(tenant, connection.id)
-        elif (cached := await self.schema_cache.lookup(connection)) is not None:
+        elif (cached := await self.schema_cache.lookup(connection, schemas)) is not None:
             return cached
         try:
             spec = await self._open_spec(connection)
         except SecretsUnavailable as error:
             report = failure_report(ErrorCategory.DECRYPT_FAILED, error.message)
             raise TestFailed("the stored secrets cannot be opened", report) from None
-        tables, report = await self.probes.read_schema(_target(spec))
+        tables, report = await self.probes.read_schema(dataclasses.replace(_target(spec), schemas=schemas))
         if tables is None:
             raise TestFailed("the database could not be read", report)
-        await self.schema_cache.put(connection, tables)
+        await self.schema_cache.put(connection, tables, schemas)
         return tables
 
     def cached_schema(self, connection: Connection) -> list[Table] | None:
         """The tables the last test or schema read discovered, while cached; never a live read."""
         return self.schema_cache.get(connection)
 
-    async def validate_schema(
-        self, tenant: str, mapped_fields: Mapping[str, Mapping[str, list[str]]]
-    ) -> None:
-        """Check that every mapped data source, table and field exists; list every one missing.
-        Reporter's limits (domain/schema_mapping.py) are checked first, before any lookup."""
-        check_mapped_fields(mapped_fields)
-        errors: list[dict[str, Any]] = []
-        for source, tables in mapped_fields.items():
-            try:
-                connection = await self.get_by_name_or_id(tenant, source)
-            except NotFound:
-                errors.append({"dataSourceId": source, "type": "DATA_SOURCE_NOT_FOUND"})
-                continue
-            known = {table.name: set(table.fields) for table in await self.schema(tenant, connection)}
-            errors.extend(_missing(source, tables, known))
-        if errors:
-            raise SchemaMismatch(f"{len(errors)} mapped item(s) do not exist", errors)
+    async def validate_schema(self, tenant: str, mapped_fields: mapping.MappedFields) -> None:
+        """Check that every mapped data source, table and field exists; raise listing every one
+        missing. Sources are read concurrently, so one that hangs costs one probe timeout."""
+        mapping.check_limits(mapped_fields)
+        per_source = await asyncio.gather(
+            *(self._check_source(tenant, source, tables) for source, tables in mapped_fields.items())
+        )
+        found = [finding for source_findings in per_source for finding in source_findings]
+        if found:
+            raise SchemaMismatch("Schema validation found inconsistencies.", found)
+
+    async def _check_source(
+        self, tenant: str, source: str, tables: Mapping[str, Sequence[str]]
+    ) -> list[mapping.Finding]:
+        try:
+            connection = await self.get_by_name_or_id(tenant, source)
+        except NotFound:
+            return [mapping.Finding(mapping.FindingType.DATA_SOURCE_NOT_FOUND, source)]
+        try:
+            discovered = await self.schema(tenant, connection, schemas=mapping.schemas_named(connection, tables))
+        except TestFailed:
+            return [mapping.Finding(mapping.FindingType.DATA_SOURCE_DOWN, source)]
+        return mapping.findings(connection, source, tables, discovered)
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -560,22 +574,6 @@ def _masked_uri(spec: ConnectionSpec) -> str | None:
 
 def _canonical(fields: Mapping[str, Any], product_name: str | None) -> bytes:
     return json.dumps([fields, product_name], sort_keys=True, separators=(",", ":"), default=str).encode()
-
-
-def _missing(
-    source: str, wanted: Mapping[str, list[str]], known: Mapping[str, set[str]]
-) -> list[dict[str, Any]]:
-    errors: list[dict[str, Any]] = []
-    for table, fields in wanted.items():
-        if table not in known:
-            errors.append({"dataSourceId": source, "table": table, "type": "TABLE_NOT_FOUND"})
-            continue
-        errors.extend(
-            {"dataSourceId": source, "table": table, "field": field, "type": "FIELD_NOT_FOUND"}
-            for field in fields
-            if field not in known[table]
-        )
-    return errors
 
 
 def _newest(latest: Written | None, writes: list[RowWrite]) -> tuple[Connection, Mapping[str, str] | None]:

@@ -19,6 +19,7 @@ import datetime
 import ipaddress
 import struct
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytds
@@ -290,6 +291,18 @@ async def test_verify_full_reads_the_schema_with_the_one_catalog_query() -> None
     version_query, schema_query = server.received.queries
     assert "ProductVersion" in version_query
     assert "INFORMATION_SCHEMA.COLUMNS" in schema_query and "dbo" in schema_query  # the schema, as a parameter
+
+
+async def test_other_schemas_are_read_in_the_same_catalog_query() -> None:
+    rows = [("orders", "id", "int", None, 10, 0, "NO", 1), ("sales.invoices", "id", "int", None, 10, 0, "NO", 1)]
+    async with TdsServer(CA.issue(["localhost"]), schema_rows=rows) as server:
+        target = replace(verified(server.port), schemas=("sales", "audit"))
+        tables = await PROBE.read_schema(target, context())
+
+    assert [t.name for t in tables] == ["orders", "sales.invoices"]
+    _, schema_query = server.received.queries
+    assert schema_query.count("INFORMATION_SCHEMA.COLUMNS") == 1
+    assert all(name in schema_query for name in ("dbo", "sales", "audit"))  # all three, as parameters
 
 
 @pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])

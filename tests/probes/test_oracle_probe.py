@@ -21,7 +21,7 @@ from oracledb import errors as oracle_errors
 from connhub.domain.reports import ErrorCategory
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.guard import parse_cidrs
-from connhub.probes.oracle import PROBE, classify, oracle_code, schema_owner, tables_from_rows
+from connhub.probes.oracle import PROBE, classify, oracle_code, schema_owner, schema_query, tables_from_rows
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.support.listeners import ScriptedListener, SilentListener, TlsListener
 from tests.support.pki import CertificateAuthority
@@ -275,3 +275,11 @@ async def test_a_listener_redirect_to_a_denied_address_is_host_forbidden_and_nev
     assert ELSEWHERE in report.error.message
     assert listener.received  # the listener was asked, and answered with its redirect
     assert elsewhere.accepted == 0
+
+
+def test_other_schemas_join_the_one_catalog_query_as_binds() -> None:
+    query, binds = schema_query(target(1521, schema=None, user="scott", schemas=("GL", "HR")))
+    assert binds == {"owner": "SCOTT", "other0": "GL", "other1": "HR"}
+    assert query.count("IN (:owner, :other0, :other1)") == 2 and "{owners}" not in query
+    alone, only_owner = schema_query(target(1521, schema=None, user="scott"))
+    assert "IN (:owner)" in alone and only_owner == {"owner": "SCOTT"}

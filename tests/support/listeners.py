@@ -49,6 +49,8 @@ class _Listener:
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self.accepted = 0
+        self.open_now = 0
+        self.peak_open = 0  # the most connections held open at once
         self.port = 0
 
     async def __aenter__(self) -> _Listener:
@@ -73,6 +75,8 @@ class _Listener:
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        self.open_now += 1
+        self.peak_open = max(self.peak_open, self.open_now)
         self._writers.add(writer)
         handler = asyncio.current_task()
         if handler is not None:
@@ -82,6 +86,7 @@ class _Listener:
         except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
             pass  # the client went away, or the listener is closing
         finally:
+            self.open_now -= 1
             self._writers.discard(writer)
             if handler is not None:
                 self._handlers.discard(handler)

@@ -64,12 +64,16 @@ def status_of(error: domain.ConnhubError) -> int:
 def problem(status: int, code: str, title: str, message: str, **extra: Any) -> Json:
     body: dict[str, Any] = {"code": code, "title": title, "message": message}
     body.update({name: value for name, value in extra.items() if value is not None})
+    return problem_answer(status, body)
+
+
+def problem_answer(status: int, body: dict[str, Any]) -> Json:
+    """A body already in the error shape (code, title, message...) answered with the request id."""
     current = request_id.get()
     if current is None:
         return Json(body, status_code=status)
-    body["requestId"] = current
     # Also set here, not only by the access middleware: a 500 is sent from outside it.
-    return Json(body, status_code=status, headers={"X-Request-Id": current})
+    return Json({**body, "requestId": current}, status_code=status, headers={"X-Request-Id": current})
 
 
 def http_problem(status: int, message: str, headers: dict[str, str] | None = None) -> Json:
@@ -88,7 +92,7 @@ def render(error: domain.ConnhubError) -> Json:
     if isinstance(error, domain.TestFailed):
         extra["report"] = error.report.to_json()
     if isinstance(error, domain.SchemaMismatch):
-        extra["errors"] = error.errors
+        extra["errors"] = [finding.to_json() for finding in error.errors]
     response = problem(status, error.code, error.title, error.message, **extra)
     if isinstance(error, domain.RateLimited):
         response.headers["Retry-After"] = str(error.retry_after_s)

@@ -21,10 +21,10 @@ from connhub.service import ConnectionService
 from connhub.store.repository import ConnectionRepository
 
 MAX_BODY_BYTES = 1024 * 1024
-# The one route allowed more: Chartbrew's certificate upload carries up to three files of 1 MiB
-# each (the route checks each file) plus the multipart framing.
+# The routes allowed more: Chartbrew's certificate uploads (to a connection, or with a test) carry up
+# to three files of 1 MiB each (the route checks each file) plus the multipart framing.
 UPLOAD_BODY_BYTES = 3 * MAX_BODY_BYTES + 64 * 1024
-LARGER_BODIES = ((re.compile(r"^/team/[^/]+/connections/[^/]+/files/?$"), UPLOAD_BODY_BYTES),)
+LARGER_BODIES = ((re.compile(r"^/team/[^/]+/connections/[^/]+/(test/)?files/?$"), UPLOAD_BODY_BYTES),)
 MAX_JSON_DEPTH = 32
 
 

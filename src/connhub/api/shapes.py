@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # validates each against its model.
 TEST_REPORT: dict[str, Any] = {
     "status": "success",
-    "latencyMs": 21.21,
+    "latencyMs": 21,
     "message": "Connected to PostgreSQL 15.20",
     "serverVersion": "15.20 (Debian 15.20-0+deb12u1)",
     "tls": {"enabled": True, "version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384"},
@@ -21,7 +21,7 @@ TEST_REPORT: dict[str, Any] = {
 }
 FAILED_REPORT: dict[str, Any] = {
     "status": "failure",
-    "latencyMs": 41.7,
+    "latencyMs": 42,
     "message": 'password authentication failed for user "dbuser"',
     "serverVersion": None,
     "tls": {"enabled": True, "version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384"},
@@ -83,7 +83,7 @@ class TestReportOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [TEST_REPORT, FAILED_REPORT]})
 
     status: Literal["success", "failure"]
-    latencyMs: float
+    latencyMs: int = Field(description="whole milliseconds (Lerian decodes it into an int64)")
     message: str
     serverVersion: str | None
     tls: TlsOut

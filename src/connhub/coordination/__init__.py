@@ -23,13 +23,16 @@ class RateLimiter(Protocol):
 
 
 class SchemaCache(Protocol):
-    def get(self, connection: Connection) -> list[Table] | None:
+    """Discovered tables by connection version; `schemas`: the other schemas read with its own
+    (validate-schema may name `schema.table` keys), cached apart from the plain read."""
+
+    def get(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:
         """This process's copy, without a network call (what a rendering may show in passing)."""
 
-    async def lookup(self, connection: Connection) -> list[Table] | None:
+    async def lookup(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:
         """The schema every replica serves for this version of the connection, while fresh."""
 
-    async def put(self, connection: Connection, tables: list[Table]) -> None: ...
+    async def put(self, connection: Connection, tables: list[Table], schemas: tuple[str, ...] = ()) -> None: ...
 
     async def drop(self, connection_id: UUID) -> None: ...
 

@@ -39,37 +39,41 @@ def limited(per_minute: int, wait_s: float) -> RateLimited:
 
 
 class LocalSchemaCache:
-    """Discovered schemas by connection, valid for `ttl_s` and only for the version they were read at."""
+    """Discovered schemas by connection (and the other schemas read with its own), valid for
+    `ttl_s` and only for the version they were read at."""
 
     def __init__(self, ttl_s: float, max_entries: int = 1024) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._entries: OrderedDict[UUID, tuple[int, float, list[Table]]] = OrderedDict()
+        self._entries: OrderedDict[tuple[UUID, tuple[str, ...]], tuple[int, float, list[Table]]] = OrderedDict()
 
-    def get(self, connection: Connection) -> list[Table] | None:
-        entry = self._entries.get(connection.id)
+    def get(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:
+        key = (connection.id, schemas)
+        entry = self._entries.get(key)
         if entry is None:
             return None
         version, stored_at, tables = entry
         if version != connection.version or time.monotonic() - stored_at > self.ttl_s:
-            del self._entries[connection.id]
+            del self._entries[key]
             return None
         return tables
 
-    async def lookup(self, connection: Connection) -> list[Table] | None:
-        return self.get(connection)
+    async def lookup(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:
+        return self.get(connection, schemas)
 
-    def keep(self, connection: Connection, tables: list[Table]) -> None:
-        self._entries[connection.id] = (connection.version, time.monotonic(), tables)
-        self._entries.move_to_end(connection.id)
+    def keep(self, connection: Connection, tables: list[Table], schemas: tuple[str, ...] = ()) -> None:
+        key = (connection.id, schemas)
+        self._entries[key] = (connection.version, time.monotonic(), tables)
+        self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    async def put(self, connection: Connection, tables: list[Table]) -> None:
-        self.keep(connection, tables)
+    async def put(self, connection: Connection, tables: list[Table], schemas: tuple[str, ...] = ()) -> None:
+        self.keep(connection, tables, schemas)
 
     def forget(self, connection_id: UUID) -> None:
-        self._entries.pop(connection_id, None)
+        for key in [key for key in self._entries if key[0] == connection_id]:
+            del self._entries[key]
 
     async def drop(self, connection_id: UUID) -> None:
         self.forget(connection_id)

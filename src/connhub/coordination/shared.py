@@ -138,41 +138,44 @@ class RedisSchemaCache:
         self._ttl_ms = int(ttl_s * 1000)
         self._local = LocalSchemaCache(ttl_s)
 
-    def get(self, connection: Connection) -> list[Table] | None:
-        return self._local.get(connection)
+    def get(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:
+        return self._local.get(connection, schemas)
 
-    async def lookup(self, connection: Connection) -> list[Table] | None:
+    async def lookup(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:
         if self._ttl_ms < 1:
             return None
+        key = self._key(connection.id, schemas)
         try:
-            raw = await self._link.call(lambda: self._link.client.get(self._key(connection.id)))
+            raw = await self._link.call(lambda: self._link.client.get(key))
         except SharedStateUnavailable:
-            return self._local.get(connection)
+            return self._local.get(connection, schemas)
         if raw is None:
-            self._local.forget(connection.id)
             return None
         version, tables = _decode(raw)
         if version != connection.version:
             return None
         found = [_table(item) for item in tables]
-        self._local.keep(connection, found)
+        self._local.keep(connection, found, schemas)
         return found
 
-    async def put(self, connection: Connection, tables: list[Table]) -> None:
-        self._local.keep(connection, tables)
+    async def put(self, connection: Connection, tables: list[Table], schemas: tuple[str, ...] = ()) -> None:
+        self._local.keep(connection, tables, schemas)
         if self._ttl_ms < 1:
             return
+        key = self._key(connection.id, schemas)
         value = orjson.dumps([connection.version, [_encoded(table) for table in tables]])
         with suppress(SharedStateUnavailable):
-            await self._link.call(lambda: self._link.client.set(self._key(connection.id), value, px=self._ttl_ms))
+            await self._link.call(lambda: self._link.client.set(key, value, px=self._ttl_ms))
 
     async def drop(self, connection_id: UUID) -> None:
         self._local.forget(connection_id)
         with suppress(SharedStateUnavailable):
             await self._link.call(lambda: self._link.client.delete(self._key(connection_id)))
 
-    def _key(self, connection_id: UUID) -> str:
-        return self._link.key("schema", str(connection_id))
+    def _key(self, connection_id: UUID, schemas: tuple[str, ...] = ()) -> str:
+        # Entries with other schemas are not dropped with the plain one: each holds the version it
+        # was read at, and any write makes that version old (and the TTL ends them).
+        return self._link.key("schema", str(connection_id), *schemas)
 
 
 class RedisProbeSlots:

@@ -6,9 +6,10 @@ Messages here are shown to callers: they never hold a secret.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from connhub.domain.mapping import Finding
     from connhub.domain.reports import TestReport
 
 
@@ -106,10 +107,12 @@ class TestFailed(ConnhubError):
 
 
 class SchemaMismatch(ConnhubError):
-    code = "CONN-1011"
-    title = "Mapped fields missing"
+    """Mapped data sources, tables or fields that do not exist (or could not be read)."""
 
-    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+    code = "CONN-1011"
+    title = "Schema validation failed"
+
+    def __init__(self, message: str, errors: list[Finding]) -> None:
         super().__init__(message)
         self.errors = errors
 

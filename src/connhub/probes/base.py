@@ -42,6 +42,9 @@ class ProbeTarget:
     ssl: SslMaterial | None = field(default=None, repr=False)
     # Driver options (e.g. MongoDB authSource, replicaSet; `srv`="true" for mongodb+srv).
     options: Mapping[str, str] = field(default_factory=dict)
+    # Schemas to discover besides the target's own (a mapped `accounting.invoices`); their tables
+    # are named `schema.table`, the own schema's bare. Engines without schemas ignore it.
+    schemas: tuple[str, ...] = ()
 
 
 class ProbeFailure(Exception):

@@ -82,10 +82,12 @@ _THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="connhub-mssql"
 
 VERSION_QUERY = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128))"
 
-# One catalog query: the columns of the schema's tables and views in ordinal order, with whether
-# each is part of the table's primary key.
+# One catalog query: the columns of the schemas' tables and views in ordinal order, with whether
+# each is part of the table's primary key. Tables of the own schema (the first parameter) are named
+# bare, those of the other schemas asked for (the IN list) `schema.table`.
 SCHEMA_QUERY = """
-SELECT c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_MAXIMUM_LENGTH,
+SELECT CASE WHEN c.TABLE_SCHEMA = %s THEN c.TABLE_NAME ELSE c.TABLE_SCHEMA + '.' + c.TABLE_NAME END,
+       c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_MAXIMUM_LENGTH,
        c.NUMERIC_PRECISION, c.NUMERIC_SCALE, c.IS_NULLABLE,
        CASE WHEN k.COLUMN_NAME IS NULL THEN 0 ELSE 1 END AS PRIMARY_KEY
   FROM INFORMATION_SCHEMA.COLUMNS c
@@ -95,8 +97,8 @@ SELECT c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_MAXIMUM_LENGTH,
   LEFT JOIN INFORMATION_SCHEMA.KEY_COLUMN_USAGE k
     ON k.CONSTRAINT_SCHEMA = t.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = t.CONSTRAINT_NAME
    AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME
- WHERE c.TABLE_SCHEMA = %s
- ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION
+ WHERE c.TABLE_SCHEMA IN ({schemas})
+ ORDER BY CASE WHEN c.TABLE_SCHEMA = %s THEN 0 ELSE 1 END, c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION
 """
 
 
@@ -106,9 +108,11 @@ class SqlServerProbe:
 
     async def read_schema(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
         schema = target.schema or DEFAULT_SCHEMA
+        schemas = (schema, *target.schemas)
+        query = SCHEMA_QUERY.replace("{schemas}", ", ".join(["%s"] * len(schemas)))
 
         def read(connection: Any) -> list[Table]:
-            return tables_from_rows(_rows(connection, SCHEMA_QUERY, (schema,)))
+            return tables_from_rows(_rows(connection, query, (schema, *schemas, schema)))
 
         return await _in_thread(target, ctx, read)
 

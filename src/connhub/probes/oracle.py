@@ -43,7 +43,8 @@ from connhub.probes.support import (
 # One catalog query: every column of the owner's tables and views, with the primary key columns.
 # Dropped tables waiting in the recycle bin (BIN$...) are left out.
 SCHEMA_QUERY = """
-SELECT c.table_name, c.column_name, c.data_type, c.data_length, c.char_length,
+SELECT CASE WHEN c.owner = :owner THEN c.table_name ELSE c.owner || '.' || c.table_name END,
+       c.column_name, c.data_type, c.data_length, c.char_length,
        c.data_precision, c.data_scale, c.nullable,
        CASE WHEN pk.column_name IS NULL THEN 0 ELSE 1 END AS primary_key
   FROM all_tab_columns c
@@ -51,11 +52,11 @@ SELECT c.table_name, c.column_name, c.data_type, c.data_length, c.char_length,
                FROM all_constraints k
                JOIN all_cons_columns cc
                  ON cc.owner = k.owner AND cc.constraint_name = k.constraint_name
-              WHERE k.constraint_type = 'P' AND k.owner = :owner) pk
+              WHERE k.constraint_type = 'P' AND k.owner IN ({owners})) pk
     ON pk.owner = c.owner AND pk.table_name = c.table_name AND pk.column_name = c.column_name
- WHERE c.owner = :owner
+ WHERE c.owner IN ({owners})
    AND c.table_name NOT LIKE 'BIN$%'
- ORDER BY c.table_name, c.column_id
+ ORDER BY CASE WHEN c.owner = :owner THEN 0 ELSE 1 END, c.owner, c.table_name, c.column_id
 """
 
 
@@ -70,12 +71,20 @@ class OracleProbe:
         async with _connection(target, ctx) as connection, connection.cursor() as cursor:
             with ctx.phase("query"):
                 cursor.arraysize = 1000
-                await cursor.execute(SCHEMA_QUERY, owner=schema_owner(target))
+                query, binds = schema_query(target)
+                await cursor.execute(query, binds)
                 rows = await cursor.fetchall()
         return tables_from_rows(rows)
 
 
 PROBE = OracleProbe()
+
+
+def schema_query(target: ProbeTarget) -> tuple[str, dict[str, str]]:
+    """SCHEMA_QUERY over the target's own schema and the others it asks for, with its binds."""
+    others = {f"other{index}": owner for index, owner in enumerate(target.schemas)}
+    owners = ", ".join([":owner", *(f":{name}" for name in others)])
+    return SCHEMA_QUERY.replace("{owners}", owners), {"owner": schema_owner(target), **others}
 
 
 def schema_owner(target: ProbeTarget) -> str:

@@ -30,9 +30,10 @@ _LIBPQ_WITH_SSLCERTMODE = 160000
 
 # One catalog query for the whole schema. pg_catalog rather than information_schema: the latter's
 # views cost seconds on schemas with thousands of tables. Only what the user may SELECT is listed
-# (as information_schema would); partitions are left out, their parent stands for them.
+# (as information_schema would); partitions are left out, their parent stands for them. Tables of
+# the own schema are named bare, those of the other schemas asked for `schema.table`.
 SCHEMA_SQL = """
-SELECT c.relname,
+SELECT CASE WHEN n.nspname = %(schema)s THEN c.relname ELSE n.nspname || '.' || c.relname END,
        a.attname,
        pg_catalog.format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull,
@@ -41,13 +42,13 @@ FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_catalog.pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary
-WHERE n.nspname = %(schema)s
+WHERE n.nspname = ANY (%(schemas)s)
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname !~ '^pg_(toast|temp)'
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND NOT c.relispartition
   AND pg_catalog.has_any_column_privilege(c.oid, 'SELECT')
-ORDER BY c.relname, a.attnum
+ORDER BY n.nspname <> %(schema)s, n.nspname, c.relname, a.attnum
 """
 
 
@@ -60,7 +61,9 @@ class PostgresProbe:
     async def read_schema(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
         async with _connected(target, ctx) as conn, _classified():
             with ctx.phase("query"):
-                cursor = await conn.execute(SCHEMA_SQL, {"schema": target.schema or DEFAULT_SCHEMA})
+                schema = target.schema or DEFAULT_SCHEMA
+                params = {"schema": schema, "schemas": [schema, *target.schemas]}
+                cursor = await conn.execute(SCHEMA_SQL, params)
                 rows = await cursor.fetchall()
         return tables_from_rows(rows)
 

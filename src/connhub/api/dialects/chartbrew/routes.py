@@ -13,31 +13,36 @@ from fastapi import APIRouter, Request
 from connhub.api.deps import ServiceDep
 from connhub.api.dialects.chartbrew.shapes import (
     CERTIFICATE_FILES_BODY,
+    TEST_FILES_BODY,
+    TEST_RESPONSES,
     ChartbrewConnection,
     ChartbrewConnectionInput,
-    ChartbrewTestResult,
     DuplicateInput,
     Removed,
 )
 from connhub.api.dialects.chartbrew.tenancy import ConnectionNumber, TeamReader, TeamWriter
 from connhub.api.dialects.chartbrew.translate import (
+    FAILED_TEST_STATUS,
     MAX_FILE_BYTES,
     PEM_FIELDS,
-    UNSAVED_NAME,
+    TEST_FILE_PARTS,
     canonical_fields,
     duplicate_name,
     in_chartbrew_terms,
-    pem_texts,
     render,
     test_answer,
+    test_with_files_body,
+    unsaved_test_body,
+    uploaded_files,
 )
+from connhub.api.errors import problem_answer
 from connhub.api.http import json_object
 from connhub.api.multipart import read_parts
 from connhub.api.openapi import errors, json_body
 from connhub.api.responses import Json
 from connhub.domain.connection import Connection
 from connhub.domain.errors import TestFailed
-from connhub.domain.reports import Table
+from connhub.domain.reports import Table, TestReport
 from connhub.service import ConnectionService
 
 router = APIRouter(tags=["Connections (Chartbrew)"])
@@ -97,7 +102,7 @@ async def update(request: Request, principal: TeamWriter, connection_id: Connect
 
 @router.delete(
     ONE,
-    summary="Delete a connection (soft: its secrets are wiped)",
+    summary="Delete a connection (soft: its secrets are wiped; `removeDatasets` is accepted, Connhub keeps none)",
     responses={200: {"model": Removed}, **errors(400, 401, 403, 404, 503)},
 )
 async def delete(principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
@@ -107,14 +112,19 @@ async def delete(principal: TeamWriter, connection_id: ConnectionNumber, service
 
 @router.get(
     ONE + "/test",
-    summary="Test a stored connection; on success also read its schema",
-    responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 404, 429, 503)},
+    summary="Test a stored connection; on success also read its schema (a failed test is a 400, as Chartbrew's)",
+    responses={**TEST_RESPONSES, **errors(401, 403, 404, 429, 503)},
 )
 async def test_saved(principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
     connection = await service.get_by_number(principal.tenant, connection_id)
     report = await service.test_saved(principal.tenant, connection)
     tables = await _tables_or_none(service, principal.tenant, connection) if report.ok else None
-    return Json(test_answer(report, tables))
+    return _test_answer(report, tables)
+
+
+def _test_answer(report: TestReport, tables: list[Table] | None) -> Json:
+    answer = test_answer(report, tables)
+    return Json(answer) if report.ok else problem_answer(FAILED_TEST_STATUS, answer)
 
 
 async def _tables_or_none(service: ConnectionService, tenant: str, connection: Connection) -> list[Table] | None:
@@ -127,17 +137,42 @@ async def _tables_or_none(service: ConnectionService, tenant: str, connection: C
 
 @router.post(
     TEAM + "/{type}/test",
-    summary="Test an unsaved connection of this type (nothing is stored)",
+    summary="Test an unsaved connection of this type (nothing is stored; a failed test is a 400)",
     openapi_extra=json_body(ChartbrewConnectionInput),
-    responses={200: {"model": ChartbrewTestResult}, **errors(400, 401, 403, 413, 415)},
+    responses={**TEST_RESPONSES, **errors(401, 403, 413, 415)},
 )
 async def test_unsaved(request: Request, principal: TeamWriter, type: str, service: ServiceDep) -> Json:
-    body = {**await json_object(request), "type": type}
-    body["name"] = body.get("name") or UNSAVED_NAME
+    return await _test_unsaved(service, unsaved_test_body(await json_object(request), type))
+
+
+@router.post(
+    TEAM + "/{type}/test/files",
+    summary="Test an unsaved connection with certificate files (multipart `connection` JSON, sslCa, sslCert, sslKey)",
+    openapi_extra=TEST_FILES_BODY,
+    responses={**TEST_RESPONSES, **errors(401, 403, 413, 415)},
+)
+async def test_unsaved_with_files(request: Request, principal: TeamWriter, type: str, service: ServiceDep) -> Json:
+    parts = await read_parts(request, TEST_FILE_PARTS, MAX_FILE_BYTES)
+    return await _test_unsaved(service, test_with_files_body(parts, type))
+
+
+async def _test_unsaved(service: ConnectionService, body: dict[str, Any]) -> Json:
     fields = canonical_fields(body)
     with in_chartbrew_terms():
         report = await service.test_unsaved(fields)
-    return Json(test_answer(report))
+    tables = await service.read_unsaved_schema(fields) if report.ok else None
+    return _test_answer(report, tables)
+
+
+@router.post(
+    ONE + "/update-schema",
+    summary="Read the connection's schema again; answers the connection with it",
+    responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 422, 503)},
+)
+async def update_schema(principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
+    connection = await service.get_by_number(principal.tenant, connection_id)
+    tables = await service.schema(principal.tenant, connection, refresh=True)
+    return Json(render(connection, tables))
 
 
 @router.post(
@@ -150,7 +185,7 @@ async def upload_files(
     request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep
 ) -> Json:
     connection = await service.get_by_number(principal.tenant, connection_id)
-    pems = pem_texts(await read_parts(request, tuple(PEM_FIELDS), MAX_FILE_BYTES))
+    pems = uploaded_files(await read_parts(request, tuple(PEM_FIELDS), MAX_FILE_BYTES))
     with in_chartbrew_terms():
         updated = await service.attach_ssl_files(principal.tenant, connection, pems)
     return one(updated, service)

@@ -10,7 +10,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from connhub.api.dialects.chartbrew.translate import PEM_FIELDS, SUPPORTED_TYPES
-from connhub.api.shapes import TABLE, TEST_REPORT, TableOut, TestReportOut
+from connhub.api.openapi import EXAMPLE_REQUEST_ID
+from connhub.api.shapes import (
+    FAILED_REPORT,
+    TABLE,
+    TEST_REPORT,
+    PhasesOut,
+    ProbeErrorOut,
+    Problem,
+    TestReportOut,
+    TlsOut,
+)
 
 # Examples for /docs (schemathesis sends the request ones too), from real answers of this version
 # with made-up values; tests/api/test_docs.py validates each against its model.
@@ -24,6 +34,20 @@ CHARTBREW_INPUT: dict[str, Any] = {
     "password": "secretpassword",
     "ssl": True,
     "sslMode": "require",
+}
+# Chartbrew's schema shape of the shared TABLE example.
+CHARTBREW_SCHEMA: dict[str, Any] = {
+    "tables": [TABLE["name"]],
+    "description": {
+        TABLE["name"]: {
+            column["name"]: {
+                "type": column["type"],
+                "allowNull": column["nullable"],
+                "primaryKey": column["primaryKey"],
+            }
+            for column in TABLE["columns"]
+        }
+    },
 }
 CHARTBREW_CONNECTION: dict[str, Any] = {
     "id": 1,
@@ -39,19 +63,27 @@ CHARTBREW_CONNECTION: dict[str, Any] = {
     "hasPassword": True,
     "connectionString": None,
     "srv": False,
-    "options": {},
+    "options": [],
     "ssl": True,
     "sslMode": "require",
     "hasSslCa": False,
     "hasSslCert": False,
     "hasSslKey": False,
-    "schema": {"tables": [TABLE]},
+    "schema": CHARTBREW_SCHEMA,
     "createdAt": "2026-12-03T09:30:50.608Z",
     "updatedAt": "2026-12-03T09:30:50.608Z",
 }
 REMOVED: dict[str, Any] = {"removed": True}
 DUPLICATE_INPUT: dict[str, Any] = {"name": "production-db (copy)"}
-CHARTBREW_TEST_RESULT: dict[str, Any] = {"success": True, **TEST_REPORT, "schema": {"tables": [TABLE]}}
+CHARTBREW_TEST_RESULT: dict[str, Any] = {"success": True, **TEST_REPORT, "schema": CHARTBREW_SCHEMA}
+CHARTBREW_TEST_FAILURE: dict[str, Any] = {
+    "code": "CONN-1010",
+    "title": "Connection test failed",
+    "success": False,
+    **FAILED_REPORT,
+    "schema": None,
+    "requestId": EXAMPLE_REQUEST_ID,
+}
 
 
 class ChartbrewConnectionInput(BaseModel):
@@ -70,7 +102,11 @@ class ChartbrewConnectionInput(BaseModel):
     password: str | None = Field(None, description="write-only; on PUT, null keeps the stored one")
     connectionString: str | None = Field(None, description="a URI in place of host, port, dbName...")
     srv: bool | None = Field(None, description="MongoDB SRV lookup (mongodb+srv)")
-    options: dict[str, Any] | list[dict[str, Any]] | None = Field(None, description="driver options")
+    options: dict[str, Any] | list[dict[str, Any]] | None = Field(
+        None, description="driver options: a list of single-key objects (as Chartbrew stores them) or an object"
+    )
+    optionsArray: Any = Field(None, description="ignored: the MongoDB form's own rows, also sent as `options`")
+    useSsh: bool | None = Field(None, description="false or absent: no tunnel; true: a 400 until tunnels are supported")
     ssl: bool | None = Field(None, description="false: no TLS; true: sslMode, else require")
     sslMode: str | None = Field(None, description="disable, allow, prefer, require, verify-ca, verify-full")
     sslCa: str | None = Field(None, description="PEM text (or upload it via /files)")
@@ -78,8 +114,22 @@ class ChartbrewConnectionInput(BaseModel):
     sslKey: str | None = None
     team_id: Any = Field(None, description="ignored: the path names the team")
     schema_: Any = Field(None, alias="schema", description="ignored: read-only")
+    sshHost: Any = Field(None, description="ignored unless useSsh (as sshPort, sshUsername, sshPassword...)")
     authentication: Any = Field(None, description="ignored")
     firebaseServiceAccount: Any = Field(None, description="ignored")
+
+
+class ChartbrewColumn(BaseModel):
+    type: str
+    allowNull: bool
+    primaryKey: bool
+
+
+class ChartbrewSchema(BaseModel):
+    """Chartbrew's schema, as its visual SQL builder reads it."""
+
+    tables: list[str]
+    description: dict[str, dict[str, ChartbrewColumn]] = Field(description="table -> column (in order) -> facts")
 
 
 class ChartbrewConnection(BaseModel):
@@ -98,13 +148,13 @@ class ChartbrewConnection(BaseModel):
     hasPassword: bool
     connectionString: str | None = Field(description="with its password masked")
     srv: bool
-    options: dict[str, str]
+    options: list[dict[str, str]] = Field(description="single-key objects, as Chartbrew stores them")
     ssl: bool
     sslMode: str | None
     hasSslCa: bool
     hasSslCert: bool
     hasSslKey: bool
-    schema_: dict[str, list[TableOut]] | None = Field(alias="schema", description="cached discovered schema")
+    schema_: ChartbrewSchema | None = Field(alias="schema", description="cached discovered schema")
     createdAt: str
     updatedAt: str
 
@@ -122,25 +172,52 @@ class DuplicateInput(BaseModel):
 
 
 class ChartbrewTestResult(TestReportOut):
+    """200 when the database answered."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [CHARTBREW_TEST_RESULT]})
 
     success: bool
-    schema_: dict[str, list[TableOut]] | None = Field(None, alias="schema")
+    schema_: ChartbrewSchema | None = Field(None, alias="schema")
 
 
-CERTIFICATE_FILES_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        name: {"type": "string", "format": "binary", "description": "PEM, at most 1 MiB"}
-                        for name in PEM_FIELDS
-                    },
-                }
-            }
-        },
-    }
+class ChartbrewTestFailure(Problem):
+    """400: a failed test, as Chartbrew answers it (the error shape with code CONN-1010, the report's
+    fields and `success: false`), or a bad request (the error shape with `fields`)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [CHARTBREW_TEST_FAILURE]})
+
+    success: bool | None = None
+    status: str | None = None
+    latencyMs: int | None = None
+    serverVersion: str | None = None
+    tls: TlsOut | None = None
+    phases: PhasesOut | None = None
+    error: ProbeErrorOut | None = None
+    schema_: None = Field(None, alias="schema")
+
+
+TEST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": ChartbrewTestResult},
+    400: {
+        "model": ChartbrewTestFailure,
+        "description": "The test failed (the report says why), or a bad request",
+        "content": {"application/json": {"example": CHARTBREW_TEST_FAILURE}},
+    },
 }
+
+
+def _files_body(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": {"type": "object", "properties": properties}}},
+        }
+    }
+
+
+PEM_PARTS = {
+    name: {"type": "string", "format": "binary", "description": "PEM, at most 1 MiB; the text `null` is an empty slot"}
+    for name in PEM_FIELDS
+}
+TEST_FILES_BODY = _files_body({"connection": {"type": "string", "description": "the connection, as JSON"}, **PEM_PARTS})
+CERTIFICATE_FILES_BODY = _files_body(PEM_PARTS)

@@ -9,14 +9,15 @@ connection string masked, never a secret. Validation errors name Chartbrew's fie
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from connhub.api.dialects.formats import rfc3339, tables_json
+from connhub.api.dialects.formats import rfc3339
 from connhub.domain.connection import Connection, SslMode, validate_spec
 from connhub.domain.engines import Engine
-from connhub.domain.errors import ValidationFailed
+from connhub.domain.errors import TestFailed, ValidationFailed
 from connhub.domain.reports import Table, TestReport
 
 # Chartbrew's database types and ours. Its other sources (api, firestore, realtimedb,
@@ -35,12 +36,30 @@ RENAMED = {
     "connectionString": "connectionString",
 }
 PEM_FIELDS = {"sslCa": "ca", "sslCert": "cert", "sslKey": "key"}
-TRANSLATED = frozenset({"type", "port", "srv", "options", "ssl", "sslMode", *PEM_FIELDS})
+# Chartbrew's SSH tunnel fields (its forms send them, and reads answer the has* flags).
+SSH_FIELDS = frozenset(
+    {
+        "sshHost",
+        "sshPort",
+        "sshUsername",
+        "sshPassword",
+        "sshPrivateKey",
+        "sshPassphrase",
+        "sshJumpHost",
+        "sshJumpPort",
+        "hasSshPassword",
+        "hasSshPrivateKey",
+        "hasSshPassphrase",
+    }
+)
+TRANSLATED = frozenset({"type", "port", "srv", "options", "ssl", "sslMode", "useSsh", *PEM_FIELDS})
 # Sent by Chartbrew clients (the seed's body, or our own responses echoed back on PUT) but
-# meaningless here: accepted and ignored. `team_id` comes from the path; `schema` is read-only.
+# meaningless here: accepted and ignored. `team_id` comes from the path; `schema` is read-only;
+# `optionsArray` is the MongoDB form's own rows ({id, key, value}), which it also sends as `options`.
 IGNORED = frozenset(
     {
         "team_id",
+        "optionsArray",
         "authentication",
         "firebaseServiceAccount",
         "schema",
@@ -56,7 +75,7 @@ IGNORED = frozenset(
         "updatedAt",
     }
 )
-KNOWN = frozenset({*RENAMED, *TRANSLATED, *IGNORED})
+KNOWN = frozenset({*RENAMED, *TRANSLATED, *IGNORED, *SSH_FIELDS})
 # Canonical field names (as the domain reports them) -> Chartbrew's.
 CHARTBREW_NAMES = {
     "configName": "name",
@@ -71,6 +90,11 @@ CHARTBREW_NAMES = {
 ECHOABLE = ("configName", "type", "host", "port", "databaseName", "userName", "subType")
 
 MAX_FILE_BYTES = 1024 * 1024  # each uploaded PEM file
+# The parts of a test-with-files body (slices/connection.js testRequestWithFiles).
+CONNECTION_PART = "connection"
+TEST_FILE_PARTS = (CONNECTION_PART, *PEM_FIELDS, "sshPrivateKey")
+# What a browser sends for `formData.append(name, null)`: a slot the user left empty.
+UNPICKED_FILE = b"null"
 UNSAVED_NAME = "unsaved connection"  # the domain wants a name; a test of an unsaved body has none
 
 
@@ -105,6 +129,7 @@ def canonical_fields(body: Mapping[str, Any], current: Connection | None = None)
         fields["options"] = options
     if (ssl := _ssl(given, current, problems)) is not None:
         fields["ssl"] = ssl
+    _tunnel(given, problems)
     if current is None and fields.get("type") is None and fields.get("connectionString") is None:
         problems.setdefault("type", f"required: one of {SUPPORTED_TYPES}")
     if problems and current is None:
@@ -235,12 +260,21 @@ def _ssl(given: Mapping[str, Any], current: Connection | None, problems: dict[st
             return None  # already off: an echo of what a read answered
         return {"mode": SslMode.DISABLE.value, **pems}
     if flag is True and mode == SslMode.DISABLE.value:
-        problems["sslMode"] = "must not be disable when ssl is true"
-        return None
+        return {"mode": SslMode.DISABLE.value, **pems}  # the form offers Disable with the switch on
     stored = current.ssl.mode.value if current is not None and current.ssl is not None else None
     if flag is True and stored == SslMode.DISABLE.value:
         stored = None
     return {"mode": mode or stored or SslMode.REQUIRE.value, **pems}
+
+
+def _tunnel(given: Mapping[str, Any], problems: dict[str, str]) -> None:
+    """Chartbrew's `useSsh` and ssh fields. Tunnels are not built yet (the SSH issue replaces this
+    function): off or absent, the ssh fields are ignored; on, a 400 that says so."""
+    use_ssh = given.get("useSsh")
+    if use_ssh is True:
+        problems["useSsh"] = "SSH tunnels are not supported yet: connect to the database directly"
+    elif use_ssh not in (None, False):
+        problems["useSsh"] = "must be true or false"
 
 
 def _ssl_on(connection: Connection) -> bool:
@@ -267,7 +301,9 @@ def render(connection: Connection, tables: list[Table] | None) -> dict[str, Any]
         "hasPassword": connection.has_password,
         "connectionString": connection.masked_connection_string,
         "srv": connection.options.get("srv") == "true",
-        "options": {key: value for key, value in connection.options.items() if key != "srv"},
+        # As Chartbrew stores them, a list of single-key objects: its MongoDB form rebuilds its
+        # rows from `Object.keys(option)[0]`, and a save sends them back the same way.
+        "options": [{key: value} for key, value in connection.options.items() if key != "srv"],
         "ssl": _ssl_on(connection),
         "sslMode": ssl.mode.value if ssl else None,
         "hasSslCa": bool(ssl and ssl.has_ca),
@@ -285,12 +321,31 @@ def _team_id(tenant: str) -> int | str:
 
 
 def schema_json(tables: list[Table] | None) -> dict[str, Any] | None:
-    return None if tables is None else {"tables": tables_json(tables)}
+    """Chartbrew's schema: table names, and each table's columns in order with their type, as its
+    visual SQL builder reads them (`Object.keys(description[table])`, `...[column].type`)."""
+    if tables is None:
+        return None
+    return {
+        "tables": [table.name for table in tables],
+        "description": {
+            table.name: {
+                column.name: {"type": column.type, "allowNull": column.nullable, "primaryKey": column.primary_key}
+                for column in table.columns
+            }
+            for table in tables
+        },
+    }
 
 
 def test_answer(report: TestReport, tables: list[Table] | None = None) -> dict[str, Any]:
-    """A test's answer: the report, `success`, and the schema read after a successful one."""
-    return {"success": report.ok, **report.to_json(), "schema": schema_json(tables)}
+    """A test's answer: the report, `success`, and the schema read after a successful one. A
+    failed one is a 400 (FAILED_TEST_STATUS), so it also carries the error shape's `code` and `title`
+    (the report's `message` is the error's)."""
+    answer = {"success": report.ok, **report.to_json(), "schema": schema_json(tables)}
+    return answer if report.ok else {"code": TestFailed.code, "title": TestFailed.title, **answer}
+
+
+FAILED_TEST_STATUS = 400  # Chartbrew's; its web client colours a result by status < 400
 
 
 def duplicate_name(body: Mapping[str, Any], source: Connection) -> str:
@@ -309,12 +364,12 @@ def duplicate_name(body: Mapping[str, Any], source: Connection) -> str:
 def pem_texts(files: Mapping[str, bytes]) -> dict[str, str]:
     """Uploaded files (by Chartbrew name: sslCa, sslCert, sslKey) as canonical PEM texts (ca, cert, key).
 
-    Only that each is a non-empty text file is checked here; whether it is the right kind of PEM
-    is the domain's call.
+    Slots left unpicked (the text `null`) are skipped. Only that each is a non-empty text file is
+    checked here; whether it is the right kind of PEM is the domain's call.
     """
     texts: dict[str, str] = {}
     problems: dict[str, str] = {}
-    for name, content in files.items():
+    for name, content in picked_files(files).items():
         try:
             text = content.decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -326,3 +381,35 @@ def pem_texts(files: Mapping[str, bytes]) -> dict[str, str]:
     if problems:
         raise ValidationFailed(problems)
     return texts
+
+
+def picked_files(parts: Mapping[str, bytes]) -> dict[str, bytes]:
+    """The PEM parts the user picked: the web client appends every slot, an empty one as `null`."""
+    return {name: content for name, content in parts.items() if name in PEM_FIELDS and content != UNPICKED_FILE}
+
+
+def uploaded_files(parts: Mapping[str, bytes]) -> dict[str, str]:
+    """The PEM texts of an upload to a stored connection; Chartbrew's 400 when none was picked."""
+    if not picked_files(parts):
+        raise ValidationFailed({"body": "no files were uploaded: send sslCa, sslCert or sslKey"})
+    return pem_texts(parts)
+
+
+def test_with_files_body(parts: Mapping[str, bytes], type: str) -> dict[str, Any]:
+    """The Chartbrew body of a test-with-files: the `connection` part (JSON), and the picked PEM
+    files as `sslCa`/`sslCert`/`sslKey` text fields. A private key file for SSH is left to the ssh
+    rule (`useSsh` in the connection decides)."""
+    try:
+        connection = json.loads(parts.get(CONNECTION_PART, b""))
+    except ValueError:
+        connection = None
+    if not isinstance(connection, dict):
+        raise ValidationFailed({CONNECTION_PART: "required: the connection as a JSON object"})
+    texts = pem_texts(parts)
+    pems = {theirs: texts[ours] for theirs, ours in PEM_FIELDS.items() if ours in texts}
+    return unsaved_test_body({**connection, **pems}, type)
+
+
+def unsaved_test_body(body: Mapping[str, Any], type: str) -> dict[str, Any]:
+    """A test of an unsaved connection: the path names the type; the domain wants a name."""
+    return {**body, "type": type, "name": body.get("name") or UNSAVED_NAME}

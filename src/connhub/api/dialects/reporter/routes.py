@@ -50,12 +50,13 @@ REFRESH = Parameter(
 )
 PAGE = Parameter("page", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1})
 LIMIT = Parameter("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50})
+SORT_ORDER = Parameter("sortOrder", "query", {"type": "string", "pattern": "^(?i:asc|desc)$", "default": "desc"})
 LIST_FILTERS = (
     PAGE,
     LIMIT,
     Parameter("cursor", "query", description="nextCursor of the previous page (keyset paging)"),
     Parameter("sortBy", "query", {"type": "string", "enum": ["createdAt", "configName"], "default": "createdAt"}),
-    Parameter("sortOrder", "query", {"type": "string", "pattern": "^(?i:asc|desc)$", "default": "desc"}),
+    SORT_ORDER,
     Parameter("type", "query", {"type": "string", "pattern": f"^(?i:{'|'.join(Engine)})$"}),
     Parameter("host", "query"),
     Parameter("databaseName", "query"),
@@ -82,9 +83,9 @@ def one(connection: Connection, status: int = 200) -> Json:
 )
 async def create(request: Request, principal: Writer, service: ServiceDep) -> Json:
     validate = VALIDATE.flag(request)
-    product_name = validate_product_name(PRODUCT.text(request))
+    product_name = validate_product_name(REQUIRED_PRODUCT.text(request))
     idempotency_key = validate_idempotency_key(IDEMPOTENCY.text(request))
-    body = await json_object(request)
+    body = translate.connection_body(await json_object(request))
     created = await service.create(
         principal.tenant, body, product_name, idempotency_key=idempotency_key, validate=validate
     )
@@ -109,7 +110,7 @@ async def list_connections(request: Request, principal: Reader, service: Service
 @router.get(
     f"{BASE}/unassigned",
     summary="Connections with no product",
-    openapi_extra=documented(PAGE, LIMIT),
+    openapi_extra=documented(PAGE, LIMIT, SORT_ORDER),
     responses={200: {"model": shapes.ConnectionList}, **errors(400, 401, 403, 503)},
 )
 async def unassigned(request: Request, principal: Reader, service: ServiceDep) -> Json:
@@ -124,7 +125,7 @@ async def unassigned(request: Request, principal: Reader, service: ServiceDep) -
     responses={200: {"model": TestReportOut}, **errors(400, 401, 403, 413, 415)},
 )
 async def test_unsaved(request: Request, principal: Writer, service: ServiceDep) -> Json:
-    report = await service.test_unsaved(await json_object(request))
+    report = await service.test_unsaved(translate.connection_body(await json_object(request)))
     return Json(report.to_json())
 
 
@@ -132,12 +133,20 @@ async def test_unsaved(request: Request, principal: Writer, service: ServiceDep)
     f"{BASE}/validate-schema",
     summary="Check that mapped tables and fields exist",
     openapi_extra=json_body(shapes.ValidateSchemaInput),
-    responses={200: {"model": shapes.ValidSchema}, **errors(400, 401, 403, 413, 415, 422, 503)},
+    responses={
+        200: {"model": shapes.ValidSchema},
+        **errors(400, 401, 403, 413, 415, 503),
+        422: {
+            "model": shapes.SchemaInvalid,
+            "description": "Mapped items that do not exist",
+            "content": {"application/json": {"example": shapes.SCHEMA_INVALID}},
+        },
+    },
 )
 async def validate_schema(request: Request, principal: Reader, service: ServiceDep) -> Json:
     mapped = translate.mapped_fields(await json_object(request))
     await service.validate_schema(principal.tenant, mapped)
-    return Json({"status": "valid"})
+    return Json(translate.SCHEMA_VALID)
 
 
 @router.get(
@@ -160,7 +169,7 @@ async def get(id: str, principal: Reader, service: ServiceDep) -> Json:
 )
 async def patch(request: Request, id: str, principal: Writer, service: ServiceDep) -> Json:
     current = await service.get(principal.tenant, connection_id(id))
-    body = await json_object(request)
+    body = translate.connection_body(await json_object(request))
     return one(await service.update(principal.tenant, current, body, IF_MATCH.text(request)))
 
 
@@ -211,7 +220,7 @@ async def schema(request: Request, id: str, principal: Reader, service: ServiceD
     responses={200: {"model": shapes.ConnectionOut}, **errors(400, 401, 403, 404, 409, 503)},
 )
 async def assign(request: Request, id: str, principal: Writer, service: ServiceDep) -> Json:
-    product_name = validate_product_name(PRODUCT.text(request))
+    product_name = validate_product_name(REQUIRED_PRODUCT.text(request))
     current = await service.get(principal.tenant, connection_id(id))
     return one(await service.assign(principal.tenant, current, product_name))
 

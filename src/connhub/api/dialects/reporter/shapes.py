@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from connhub.api.dialects.reporter.translate import SCHEMA_VALID
+from connhub.api.openapi import EXAMPLE_REQUEST_ID
 from connhub.api.shapes import TABLE, TableOut
 from connhub.domain.engines import Engine
 
@@ -58,7 +60,18 @@ SCHEMA: dict[str, Any] = {
     "tables": [TABLE],
 }
 VALIDATE_SCHEMA_INPUT: dict[str, Any] = {"mappedFields": {"production-db": {"orders": ["id", "total"]}}}
-VALID_SCHEMA: dict[str, Any] = {"status": "valid"}
+VALID_SCHEMA: dict[str, Any] = dict(SCHEMA_VALID)
+SCHEMA_INVALID: dict[str, Any] = {
+    "code": "CONN-1011",
+    "title": "Schema validation failed",
+    "message": "Schema validation found inconsistencies.",
+    "requestId": EXAMPLE_REQUEST_ID,
+    "errors": [
+        {"type": "FIELD_NOT_FOUND", "dataSourceId": "production-db", "table": "orders", "field": "color"},
+        {"type": "TABLE_NOT_FOUND", "dataSourceId": "production-db", "table": "accounting.invoices"},
+        {"type": "DATA_SOURCE_DOWN", "dataSourceId": "crm"},
+    ],
+}
 DATA_SOURCE: dict[str, Any] = {"id": "production-db", "externalName": "mydatabase", "type": "postgresql"}
 DATA_SOURCE_DETAIL: dict[str, Any] = {**DATA_SOURCE, "tables": [TABLE]}
 
@@ -160,9 +173,32 @@ class ValidateSchemaInput(Strict):
 
 
 class ValidSchema(BaseModel):
+    """Lerian's SchemaValidationResponse of a request whose every mapped item exists."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [VALID_SCHEMA]})
 
-    status: Literal["valid"]
+    status: Literal["success"]
+    message: str
+
+
+class SchemaFinding(BaseModel):
+    """Lerian's SchemaValidationError: `table` and `field` only where they apply."""
+
+    type: Literal["DATA_SOURCE_NOT_FOUND", "TABLE_NOT_FOUND", "FIELD_NOT_FOUND", "DATA_SOURCE_DOWN"]
+    dataSourceId: str
+    table: str | None = None
+    field: str | None = None
+
+
+class SchemaInvalid(BaseModel):
+    """Lerian's SchemaValidationErrorResponse (422): every mapped item that does not exist."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SCHEMA_INVALID]})
+
+    code: str
+    title: str
+    message: str
+    errors: list[SchemaFinding]
 
 
 class DataSource(BaseModel):

@@ -18,7 +18,12 @@ from connhub.domain.listing import Page
 from connhub.domain.reports import Table
 
 METADATA_PREFIX = "metadata."
-PAGING = ("page", "limit")
+PAGING = ("page", "limit", "sortOrder")  # what Lerian's /unassigned takes
+# Lerian's SchemaValidationResponse when every mapped item exists (fetcher NewSuccessResponse).
+SCHEMA_VALID = {
+    "status": "success",
+    "message": "Schema validated successfully. All datasources, tables, and fields exist.",
+}
 
 
 # -- request -> domain values -------------------------------------------------------------------
@@ -31,6 +36,20 @@ def connection_id(raw: str) -> UUID:
         raise ValidationFailed({"id": "must be a UUID"}) from None
 
 
+def connection_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A connection body as Lerian's Go clients marshal it, in the domain's terms.
+
+    Go's SSLInput has no `omitempty`: a client that sets only the mode sends `"ca": ""` with
+    `"cert": null, "key": null`. An empty PEM means none, as null already does. (An ssl object
+    without a mode stays a 400 naming `ssl.mode`, where Lerian would drop it: the SPEC wants the
+    mode, and Go's model never sends one empty unless the caller made it so.)
+    """
+    ssl = body.get("ssl")
+    if not isinstance(ssl, dict):
+        return body
+    return {**body, "ssl": {name: value for name, value in ssl.items() if name == "mode" or value != ""}}
+
+
 def metadata_filters(params: Mapping[str, str]) -> dict[str, str]:
     """`metadata.<key>=<value>` query parameters as {key: value}."""
     return {
@@ -39,7 +58,7 @@ def metadata_filters(params: Mapping[str, str]) -> dict[str, str]:
 
 
 def paging(params: Mapping[str, str]) -> dict[str, str]:
-    """Only the page and limit of a query (the unassigned list takes no filters)."""
+    """Only the page, limit and order of a query (the unassigned list takes no filters)."""
     return {name: value for name in PAGING if (value := params.get(name)) is not None}
 
 
