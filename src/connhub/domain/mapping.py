@@ -54,30 +54,33 @@ class Finding:
 
 def check_limits(mapped: MappedFields) -> None:
     """Lerian's bounds on one request, checked before any lookup (each source may cost a live read):
-    a 400 naming `mappedFields` and the limit passed. A name with a control character (a NUL above
-    all, which PostgreSQL cannot even compare) names nothing stored and is refused the same way."""
-    problem = _past_limits(mapped)
-    if problem:
-        raise ValidationFailed({"mappedFields": problem})
-
-
-def _past_limits(mapped: MappedFields) -> str | None:
+    a 400 naming the limit passed, at the path that passed it (`mappedFields.<source>.<table>`). A
+    name with a control character (a NUL above all, which PostgreSQL cannot even compare) names
+    nothing stored and is refused the same way, under `mappedFields`."""
     if not mapped:
-        return "must name at least one data source"
+        raise ValidationFailed({"mappedFields": "must name at least one data source"})
     if len(mapped) > MAX_SOURCES:
-        return f"at most {MAX_SOURCES} data sources a request (got {len(mapped)})"
+        raise ValidationFailed({"mappedFields": f"at most {MAX_SOURCES} data sources a request (got {len(mapped)})"})
+    names = [name for source, tables in mapped.items() for name in (source, *tables, *_fields_of(tables))]
+    if any(has_control_characters(name) for name in names):
+        raise ValidationFailed({"mappedFields": "names must not contain control characters"})
+    problems: dict[str, str] = {}
     for source, tables in mapped.items():
-        if len(tables) > MAX_TABLES:
-            return f"at most {MAX_TABLES} tables a data source (got {len(tables)})"
-        for fields in tables.values():
-            if len(fields) > MAX_FIELDS:
-                return f"at most {MAX_FIELDS} fields a table (got {len(fields)})"
-        names = [source, *tables, *(field for fields in tables.values() for field in fields)]
-        if any(not name.strip() for name in [source, *tables]):
-            return "a data source or table name must not be empty"
-        if any(has_control_characters(name) for name in names):
-            return "names must not contain control characters"
-    return None
+        if not source.strip():
+            problems["mappedFields"] = "a data source name must not be empty"
+        elif len(tables) > MAX_TABLES:
+            problems[f"mappedFields.{source}"] = f"at most {MAX_TABLES} tables a data source (got {len(tables)})"
+        for table, fields in tables.items():
+            if not table.strip():
+                problems[f"mappedFields.{source}"] = "a table name must not be empty"
+            elif len(fields) > MAX_FIELDS:
+                problems[f"mappedFields.{source}.{table}"] = f"at most {MAX_FIELDS} fields a table (got {len(fields)})"
+    if problems:
+        raise ValidationFailed(problems)
+
+
+def _fields_of(tables: Mapping[str, Sequence[str]]) -> list[str]:
+    return [field for fields in tables.values() for field in fields]
 
 
 def own_schema(connection: Connection) -> str:
