@@ -151,12 +151,14 @@ def keys(args: argparse.Namespace) -> int:
 
 async def _rotate(settings: Settings, batch_size: int) -> int:
     from connhub.api.app import build_hub
+    from connhub.audit import Acting, acting_as
 
     hub = build_hub(settings)
     try:
-        result = await hub.service.rotate_keys(batch_size)
+        with acting_as(Acting(subject=_operator(), dialect="cli")):
+            result = await hub.service.rotate_keys(batch_size)
     finally:
-        await hub.repository.close()
+        await hub.close()
     print(f"active key: {result.active_key_id}")
     if not result.resealed and not result.unreadable:
         print("every secret is already under the active key")
@@ -165,6 +167,16 @@ async def _rotate(settings: Settings, batch_size: int) -> int:
     for key_id, count in sorted(result.unreadable.items()):
         print(f"could not open {count} secret(s) under key {key_id} (not in CONNHUB_ENCRYPTION_KEYS)")
     return 1 if result.unreadable else 0
+
+
+def _operator() -> str | None:
+    """Who runs a CLI command, for the audit trail: the login name, when the system knows it."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
 
 
 if __name__ == "__main__":

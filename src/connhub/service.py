@@ -17,6 +17,7 @@ from uuid import UUID
 
 from uuid6 import uuid7
 
+from connhub.audit import Action, AuditLog, NoAudit
 from connhub.domain import connstring
 from connhub.domain.connection import (
     SECRET_FIELDS,
@@ -123,10 +124,12 @@ class ConnectionService:
         *,
         tests_per_minute: int = 10,
         schema_cache_ttl_s: float = 300.0,
+        audit: AuditLog | None = None,
     ) -> None:
         self.repository = repository
         self.key_ring = key_ring
         self.probes = probes
+        self.audit: AuditLog = audit or NoAudit()
         self.rate_limiter = TestRateLimiter(tests_per_minute)
         self.schema_cache = SchemaCache(schema_cache_ttl_s)
         self._write_turns: WriteTurns[Connection] = WriteTurns()
@@ -158,7 +161,7 @@ class ConnectionService:
         if idempotency_key:
             idempotency = IdempotencyRecord(idempotency_key, digest, connection_id)
         try:
-            return await self.repository.add(
+            created = await self.repository.add(
                 tenant=tenant,
                 connection_id=connection_id,
                 product_name=product_name,
@@ -173,6 +176,8 @@ class ConnectionService:
             if idempotency_key and (replay := await self._replay(tenant, idempotency_key, digest)):
                 return replay
             raise
+        self.audit.record(tenant, Action.CREATE, created.id, fields=field_names(spec_fields(spec)))
+        return created
 
     async def _replay(self, tenant: str, key: str, digest: str) -> Connection | None:
         previous = await self.repository.find_idempotent(tenant, key)
@@ -210,7 +215,16 @@ class ConnectionService:
         self, tenant: str, connection: Connection, patch: Mapping[str, Any], if_match: str | None = None
     ) -> Connection:
         """Apply `patch` (absent keeps, null clears) after the same validation as create."""
+        updated, changed = await self._update(tenant, connection, patch, if_match)
+        self.audit.record(tenant, Action.UPDATE, updated.id, fields=changed)
+        return updated
+
+    async def _update(
+        self, tenant: str, connection: Connection, patch: Mapping[str, Any], if_match: str | None
+    ) -> tuple[Connection, set[str]]:
+        """The updated connection and the names of the fields whose value it changed."""
         replaced = frozenset(_replaced_secrets(patch))
+        changed_names: set[str] = set()
 
         async def attempt(current: Connection) -> Connection | None:
             opened, stored = await self._open_secrets(current, replaced)
@@ -226,7 +240,7 @@ class ConnectionService:
             # leaves every stored ciphertext (still bound to this tenant, record and field) alone.
             secrets = spec.secrets()
             changed = {field: value for field, value in secrets.items() if opened.get(field) != value}
-            return await self.repository.replace(
+            written = await self.repository.replace(
                 current,
                 spec,
                 _masked_uri(spec),
@@ -234,17 +248,22 @@ class ConnectionService:
                 (stored - secrets.keys()) | changed.keys(),
                 utc_now(),
             )
+            if written is not None:
+                changed_names.update(_changed_names(_fields_of(current, opened), spec, replaced, stored))
+            return written
 
         updated = await self._write_latest(tenant, connection, if_match, attempt)
         self.schema_cache.drop(connection.id)
-        return updated
+        return updated, changed_names
 
     async def attach_ssl_files(
         self, tenant: str, connection: Connection, files: Mapping[str, str]
     ) -> Connection:
         """Store uploaded PEMs (`ca`, `cert`, `key`) in the connection's ssl settings."""
         mode = connection.ssl.mode.value if connection.ssl else "require"
-        return await self.update(tenant, connection, {"ssl": {"mode": mode, **files}})
+        updated, changed = await self._update(tenant, connection, {"ssl": {"mode": mode, **files}}, None)
+        self.audit.record(tenant, Action.FILE_UPLOAD, updated.id, fields=changed)
+        return updated
 
     async def delete(self, tenant: str, connection: Connection, if_match: str | None = None) -> None:
         async def attempt(current: Connection) -> bool | None:
@@ -252,6 +271,7 @@ class ConnectionService:
 
         await self._write_latest(tenant, connection, if_match, attempt)
         self.schema_cache.drop(connection.id)
+        self.audit.record(tenant, Action.DELETE, connection.id)
 
     async def assign(self, tenant: str, connection: Connection, product_name: str) -> Connection:
         async def attempt(current: Connection) -> Connection | None:
@@ -259,7 +279,9 @@ class ConnectionService:
                 raise AlreadyAssigned("the connection is already assigned to a product")
             return await self.repository.assign_product(current, product_name, utc_now())
 
-        return await self._write_latest(tenant, connection, None, attempt)
+        assigned = await self._write_latest(tenant, connection, None, attempt)
+        self.audit.record(tenant, Action.ASSIGN, assigned.id, fields=("productName",))
+        return assigned
 
     async def _changed_since_read(self, tenant: str, connection: Connection) -> bool:
         """Whether the store holds a newer version of `connection` (NotFound when it is gone)."""
@@ -296,6 +318,16 @@ class ConnectionService:
     # -- live access --------------------------------------------------------------------------
 
     async def test_saved(self, tenant: str, connection: Connection) -> TestReport:
+        report = await self.probe_saved(tenant, connection)
+        category = report.error.category.value if report.error else None
+        self.audit.record(
+            tenant, Action.TEST, connection.id, details={"status": report.status, "category": category}
+        )
+        return report
+
+    async def probe_saved(self, tenant: str, connection: Connection) -> TestReport:
+        """A live test of a stored connection within the test rate limit (RateLimited past it), unaudited:
+        the scheduled health checks call it, and keep their own history."""
         self.rate_limiter.take(tenant, connection.id)
         try:
             spec = await self._open_spec(connection)
@@ -308,6 +340,7 @@ class ConnectionService:
 
     async def schema(self, tenant: str, connection: Connection, refresh: bool = False) -> list[Table]:
         if not refresh and (cached := self.schema_cache.get(connection)) is not None:
+            self.audit.record(tenant, Action.SCHEMA_READ, connection.id, details={"source": "cache"})
             return cached
         try:
             spec = await self._open_spec(connection)
@@ -315,6 +348,12 @@ class ConnectionService:
             report = failure_report(ErrorCategory.DECRYPT_FAILED, error.message)
             raise TestFailed("the stored secrets cannot be opened", report) from None
         tables, report = await self.probes.read_schema(_target(spec))
+        self.audit.record(
+            tenant,
+            Action.SCHEMA_READ,
+            connection.id,
+            details={"source": "database", "status": report.status, "tables": None if tables is None else len(tables)},
+        )
         if tables is None:
             raise TestFailed("the database could not be read", report)
         self.schema_cache.put(connection, tables)
@@ -343,6 +382,7 @@ class ConnectionService:
         active = self.key_ring.active_id
         resealed: dict[str, int] = {}
         unreadable: dict[str, int] = {}
+        by_tenant: dict[str, int] = {}
         after = (0, "")
         while batch := await self.repository.secrets_not_under(active, after, batch_size):
             for secret in batch:
@@ -354,7 +394,10 @@ class ConnectionService:
                     continue
                 if await self.repository.reseal(secret, active, self.key_ring.seal(plaintext, binding)):
                     resealed[secret.key_id] = resealed.get(secret.key_id, 0) + 1
+                    by_tenant[secret.tenant] = by_tenant.get(secret.tenant, 0) + 1
             after = (batch[-1].connection_number, batch[-1].field)
+        for tenant, count in sorted(by_tenant.items()):  # each organization sees what moved of its own
+            self.audit.record(tenant, Action.KEY_ROTATION, details={"activeKeyId": active, "resealed": count})
         return RotationResult(resealed, unreadable, active)
 
     async def missing_key_ids(self) -> list[str]:
@@ -418,6 +461,32 @@ def _fields_of(connection: Connection, secrets: Mapping[str, str]) -> dict[str, 
         }
         fields["ssl"] = {name: value for name, value in fields["ssl"].items() if value is not None}
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def field_names(fields: Mapping[str, Any]) -> set[str]:
+    """The names of canonical `fields` as the audit shows them (`ssl` one level down: `ssl.mode`...)."""
+    names = {name for name in fields if name != "ssl"}
+    ssl = fields.get("ssl")
+    if isinstance(ssl, Mapping):
+        names |= {f"ssl.{name}" for name in ssl}
+    return names
+
+
+def _flat(fields: Mapping[str, Any]) -> dict[str, Any]:
+    flat = {name: value for name, value in fields.items() if name != "ssl"}
+    if isinstance(ssl := fields.get("ssl"), Mapping):
+        flat |= {f"ssl.{name}": value for name, value in ssl.items()}
+    return flat
+
+
+def _changed_names(
+    before: Mapping[str, Any], after: ConnectionSpec, replaced: frozenset[str], stored: frozenset[str]
+) -> set[str]:
+    """Names of the fields an update changed. A secret the patch set or cleared was not opened to
+    compare (no need to): it counts as changed when it was stored or is stored now."""
+    old, new = _flat(before), _flat(spec_fields(after))
+    changed = {name for name in old.keys() | new.keys() if name not in replaced and old.get(name) != new.get(name)}
+    return changed | {name for name in replaced if name in stored or name in new}
 
 
 def _replaced_secrets(patch: Mapping[str, Any]) -> set[str]:

@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from connhub import __version__
-from connhub.api import chartbrew, errors, ops, reporter
+from connhub.api import audit, chartbrew, errors, ops, reporter
+from connhub.api.acting import ActingContext
 from connhub.api.auth import Authenticator
 from connhub.api.http import BodyLimit, BodyTooLarge, Hub, UnsupportedMediaType
 from connhub.api.metrics import RequestMetrics
@@ -21,6 +22,7 @@ from connhub.probes.guard import parse_cidrs, parse_dns_servers
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from connhub.secrets import KeyRing, development_key_ring
 from connhub.service import ConnectionService
+from connhub.store.audit import AuditStore
 from connhub.store.repository import ConnectionRepository
 
 log = logging.getLogger("connhub")
@@ -44,14 +46,16 @@ def build_hub(settings: Settings) -> Hub:
         max_concurrent=settings.probe_max_concurrent,
         dns_servers=_dns_servers(settings),
     )
+    audit_store = AuditStore(repository)
     service = ConnectionService(
         repository,
         key_ring,
         ProbeRunner(policy),
         tests_per_minute=settings.tests_per_minute,
         schema_cache_ttl_s=settings.schema_cache_ttl_s,
+        audit=audit_store,
     )
-    return Hub(settings, service, repository, key_ring, Authenticator(settings))
+    return Hub(settings, service, repository, key_ring, Authenticator(settings), audit_store)
 
 
 def _dns_servers(settings: Settings) -> tuple[tuple[str, int], ...]:
@@ -68,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        await hub.repository.close()
+        await hub.close()
 
     app = FastAPI(
         title="Connhub",
@@ -84,9 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(reporter.router)
     app.include_router(chartbrew.router)
+    app.include_router(audit.router)
     install_openapi(app)
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodyLimit)
+    app.add_middleware(ActingContext)
     return app
 
 

@@ -13,6 +13,7 @@ from connhub.domain.errors import Forbidden, Unauthorized
 
 READ = "connections:read"
 WRITE = "connections:write"
+AUDIT_READ = "audit:read"
 DEFAULT_TENANT = "default"
 
 
@@ -20,6 +21,7 @@ DEFAULT_TENANT = "default"
 class Principal:
     tenant: str
     scopes: frozenset[str]
+    subject: str | None = None  # the token's `sub`: who the audit trail names
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -45,12 +47,13 @@ class Authenticator:
 
     def principal(self, request: Request) -> Principal:
         if not self.enabled:
-            return Principal(DEFAULT_TENANT, frozenset({READ, WRITE}))
+            return Principal(DEFAULT_TENANT, frozenset({READ, WRITE, AUDIT_READ}))
         claims = self._claims(request.headers.get("authorization", ""))
         tenant = claims.get(self.tenant_claim)
         if not isinstance(tenant, str | int) or isinstance(tenant, bool) or str(tenant) == "":
             raise Forbidden(f"the token has no {self.tenant_claim} claim naming an organization")
-        return Principal(str(tenant), _scopes(claims))
+        subject = claims.get("sub")
+        return Principal(str(tenant), _scopes(claims), subject if isinstance(subject, str) else None)
 
     def _claims(self, header: str) -> dict[str, Any]:
         scheme, _, token = header.partition(" ")

@@ -10,12 +10,14 @@ import orjson
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connhub.api.auth import READ, WRITE, Authenticator, Principal
+from connhub.api.auth import AUDIT_READ, READ, WRITE, Authenticator, Principal
 from connhub.api.errors import http_problem
+from connhub.audit import acting
 from connhub.config import Settings
 from connhub.domain.errors import ValidationFailed
 from connhub.secrets import KeyRing
 from connhub.service import ConnectionService
+from connhub.store.audit import AuditStore
 from connhub.store.repository import ConnectionRepository
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -35,6 +37,12 @@ class Hub:
     repository: ConnectionRepository
     key_ring: KeyRing
     auth: Authenticator
+    audit: AuditStore
+
+    async def close(self) -> None:
+        """Write what is queued, then close the store's pools."""
+        await self.audit.close()
+        await self.repository.close()
 
 
 def hub(request: Request) -> Hub:
@@ -46,6 +54,7 @@ def authorize(request: Request, scope: str) -> Principal:
     """The request's principal, if it holds `scope` (else Unauthorized / Forbidden)."""
     principal = hub(request).auth.principal(request)
     principal.require(scope)
+    acting().subject = principal.subject
     return principal
 
 
@@ -56,6 +65,10 @@ async def reader(request: Request) -> Principal:
 
 async def writer(request: Request) -> Principal:
     return authorize(request, WRITE)
+
+
+async def auditor(request: Request) -> Principal:
+    return authorize(request, AUDIT_READ)
 
 
 async def json_object(request: Request) -> dict[str, Any]:

@@ -166,6 +166,14 @@ class ConnectionRepository:
                 raise
             raise StoreUnavailable("the connection store is not answering; try again shortly") from None
 
+    def write_transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction in this process's writer turn, for the stores beside this one (audit, health)."""
+        return self._write()
+
+    def read_session(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A read-only session (autocommit on PostgreSQL) under the same outage guard."""
+        return self._read()
+
     async def ping(self) -> None:
         async with self._read() as conn:
             await conn.execute(select(1))
