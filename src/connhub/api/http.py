@@ -15,6 +15,8 @@ from connhub.api.errors import http_problem
 from connhub.audit import acting
 from connhub.config import Settings
 from connhub.domain.errors import ValidationFailed
+from connhub.health.monitor import HealthMonitor
+from connhub.health.scheduler import HealthScheduler
 from connhub.secrets import KeyRing
 from connhub.service import ConnectionService
 from connhub.store.audit import AuditStore
@@ -38,9 +40,13 @@ class Hub:
     key_ring: KeyRing
     auth: Authenticator
     audit: AuditStore
+    health: HealthMonitor
+    scheduler: HealthScheduler | None = None  # None: CONNHUB_HEALTH_INTERVAL_S=0
 
     async def close(self) -> None:
-        """Write what is queued, then close the store's pools."""
+        """Stop the scheduler, write what is queued, then close the store's pools."""
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.audit.close()
         await self.repository.close()
 

@@ -114,7 +114,7 @@ class TestReport:
 
 
 def _instant(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _ms(value: float | None) -> float | None:

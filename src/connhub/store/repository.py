@@ -48,7 +48,7 @@ from connhub.store.batching import Batcher
 from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.group_update import GroupUpdate, PendingUpdate
 from connhub.store.schema import async_url
-from connhub.store.tables import connection_secrets, connections, idempotency_keys
+from connhub.store.tables import connection_health, connection_secrets, connections, idempotency_keys
 from connhub.store.totals import ListTotals
 
 Sealed = Mapping[str, tuple[str, bytes]]  # field -> (key id, ciphertext)
@@ -495,7 +495,17 @@ def _filtered(tenant: str, query: ListQuery) -> Select[Any]:
         statement = statement.where(connections.c.created_at < end)
     for key, value in query.metadata.items():
         statement = statement.where(connections.c.metadata[key].as_string() == value)
+    if query.health is not None:
+        statement = statement.where(_in_health_state(query.health))
     return statement
+
+
+def _in_health_state(state: str) -> ColumnElement[bool]:
+    """Connections in that scheduled health state; one never checked (no row yet) is unknown."""
+    checked = select(connection_health.c.connection_number)
+    if state == "unknown":
+        return connections.c.number.not_in(checked.where(connection_health.c.state.in_(("up", "down"))))
+    return connections.c.number.in_(checked.where(connection_health.c.state == state))
 
 
 def _sort_column(query: ListQuery) -> Any:
