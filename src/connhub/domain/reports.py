@@ -114,7 +114,9 @@ class TestReport:
 
 
 def _instant(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _ms(value: float | None) -> float | None:
