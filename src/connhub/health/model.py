@@ -58,6 +58,7 @@ class Claim:
     """A due connection leased to this scheduler for one check."""
 
     connection_number: int
+    connection_id: UUID
     tenant: str
     state: HealthState
     state_since: datetime

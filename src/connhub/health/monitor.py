@@ -63,7 +63,7 @@ class HealthMonitor:
         )
 
     async def set_interval(self, connection: Connection, interval_s: int | None) -> None:
-        await self.store.set_interval(connection.number, connection.tenant, interval_s, self._now())
+        await self.store.set_interval(connection.number, connection.id, connection.tenant, interval_s, self._now())
         self.audit.record(connection.tenant, Action.UPDATE, connection.id, fields=("health.intervalS",))
 
     def parse_settings(self, body: dict[str, Any]) -> int | None:

@@ -128,10 +128,18 @@ class HealthScheduler:
                 in_flight |= {asyncio.get_running_loop().create_task(self._check(claim)) for claim in claims}
                 if free > 0 and len(claims) == free:
                     continue  # more may be due: claim again as slots allow
+                # A backlog (every slot busy) is claimed from again once half the slots are free, one
+                # claim for many checks; otherwise nothing is due before the next poll.
+                backlog = free == 0
                 pause = asyncio.get_running_loop().create_task(self.clock.sleep(self.policy.poll_s))
-                done, _ = await asyncio.wait({*in_flight, pause}, return_when=asyncio.FIRST_COMPLETED)
-                pause.cancel()
-                in_flight -= done
+                try:
+                    while not pause.done():
+                        done, _ = await asyncio.wait({*in_flight, pause}, return_when=asyncio.FIRST_COMPLETED)
+                        in_flight -= done
+                        if backlog and len(in_flight) <= self.policy.concurrency // 2:
+                            break
+                finally:
+                    pause.cancel()
         finally:
             for task in in_flight:
                 task.cancel()
@@ -160,7 +168,7 @@ class HealthScheduler:
 
     async def _check_claimed(self, claim: Claim) -> None:
         try:
-            connection = await self.service.get_by_number(claim.tenant, claim.connection_number)
+            connection = await self.service.get(claim.tenant, claim.connection_id)
         except NotFound:  # deleted since it was claimed
             await self.store.release(claim, self.owner, FOREVER)
             return

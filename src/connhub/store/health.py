@@ -29,10 +29,12 @@ from connhub.health.model import (
     HealthState,
     Outcome,
 )
+from connhub.store.batching import Batcher
 from connhub.store.repository import ConnectionRepository
 from connhub.store.tables import connection_health, connections, health_results, webhook_deliveries
 
 ENROLL_BATCH = 5000
+RECORD_BATCH = 64
 HISTORY_WINDOW = timedelta(days=7)
 
 h = connection_health
@@ -65,16 +67,25 @@ class Delivery:
     attempts: int
 
 
+@dataclass(frozen=True)
+class _Record:
+    claim: Claim
+    owner: str
+    outcome: Outcome
+    events: tuple[PendingEvent, ...]
+
+
 class HealthStore:
     def __init__(self, repository: ConnectionRepository) -> None:
         self._repository = repository
+        self._records: Batcher[_Record, bool] = Batcher(self._record_batch, max_batch=RECORD_BATCH)
 
     # -- scheduling ---------------------------------------------------------------------------
 
     async def enroll(self, now: datetime, policy: HealthPolicy, rng: random.Random) -> int:
         """Watch live connections not watched yet; first checks spread over one interval."""
         unwatched = (
-            select(connections.c.number, connections.c.tenant)
+            select(connections.c.number, connections.c.id, connections.c.tenant)
             .where(
                 connections.c.deleted_at.is_(None),
                 ~exists().where(h.c.connection_number == connections.c.number),
@@ -87,7 +98,8 @@ class HealthStore:
             return 0
         spread = policy.interval_for(None)
         rows = [
-            _unchecked(number, tenant, now, now + timedelta(seconds=spread * rng.random())) for number, tenant in found
+            _unchecked(number, connection_id, tenant, now, now + timedelta(seconds=spread * rng.random()))
+            for number, connection_id, tenant in found
         ]
         async with self._repository.write_transaction() as conn:
             await _insert_new(conn, h, rows, "connection_number")
@@ -114,6 +126,7 @@ class HealthStore:
             .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
             .returning(
                 h.c.connection_number,
+                h.c.connection_id,
                 h.c.tenant,
                 h.c.state,
                 h.c.state_since,
@@ -127,6 +140,7 @@ class HealthStore:
         return [
             Claim(
                 r.connection_number,
+                r.connection_id,
                 r.tenant,
                 HealthState(r.state),
                 r.state_since,
@@ -138,34 +152,36 @@ class HealthStore:
         ]
 
     async def record(self, claim: Claim, owner: str, outcome: Outcome, events: Iterable[PendingEvent]) -> bool:
-        """Keep a check's result and its consequences if `owner` still holds the lease."""
-        result = outcome.result
-        values: dict[str, Any] = {
-            "state": outcome.state.value,
-            "state_since": outcome.state_since,
-            "consecutive_failures": outcome.consecutive_failures,
-            "next_check_at": outcome.next_check_at,
-            "lease_owner": None,
-            "lease_until": None,
-            "last_checked_at": result.checked_at,
-            "last_category": result.category,
-            "cert_expires_at": result.cert_expires_at,
-        }
-        if outcome.cert_warning:
-            values["cert_warned_for"] = result.cert_expires_at
+        """Keep a check's result and its consequences if `owner` still holds the lease (else False).
+
+        Checks that end together are kept in one transaction (`Batcher`): one commit for many."""
+        return await self._records.submit(_Record(claim, owner, outcome, tuple(events)))
+
+    async def _record_batch(self, batch: list[_Record]) -> list[bool | Exception]:
+        kept: list[bool | Exception] = []
         async with self._repository.write_transaction() as conn:
-            kept = await conn.execute(
-                update(h)
-                .where(h.c.connection_number == claim.connection_number, h.c.lease_owner == owner)
-                .values(**values)
-            )
-            if kept.rowcount != 1:
-                return False  # the lease expired and another scheduler took the connection
-            await conn.execute(
-                insert(health_results).values(connection_number=claim.connection_number, **_result_columns(result))
-            )
-            await _queue(conn, list(events), result.checked_at)
-        return True
+            for item in batch:
+                moved = await conn.execute(
+                    update(h)
+                    .where(h.c.connection_number == item.claim.connection_number, h.c.lease_owner == item.owner)
+                    .values(**_state_columns(item.outcome))
+                )
+                kept.append(moved.rowcount == 1)  # 0: the lease expired and another scheduler took it
+            done = [item for item, ok in zip(batch, kept, strict=True) if ok]
+            if done:
+                await conn.execute(
+                    insert(health_results),
+                    [
+                        {"connection_number": i.claim.connection_number, **_result_columns(i.outcome.result)}
+                        for i in done
+                    ],
+                )
+            await _queue(conn, [event for item in done for event in item.events], self._now_of(done))
+        return kept
+
+    @staticmethod
+    def _now_of(done: list[_Record]) -> datetime:
+        return max((item.outcome.result.checked_at for item in done), default=datetime.min)
 
     async def release(self, claim: Claim, owner: str, next_check_at: datetime) -> None:
         """Give a claim back unchecked (rate limited, or the connection is gone), due again then."""
@@ -176,12 +192,14 @@ class HealthStore:
                 .values(lease_owner=None, lease_until=None, next_check_at=next_check_at)
             )
 
-    async def set_interval(self, number: int, tenant: str, interval_s: int | None, now: datetime) -> None:
+    async def set_interval(
+        self, number: int, connection_id: UUID, tenant: str, interval_s: int | None, now: datetime
+    ) -> None:
         """The connection's own interval (None: back to the default; 0: never checked). With an
         interval it is next due within that interval; back on the default, at once."""
         next_check_at = FOREVER if interval_s == 0 else now + timedelta(seconds=interval_s or 0)
         async with self._repository.write_transaction() as conn:
-            await _insert_new(conn, h, [_unchecked(number, tenant, now, now)], "connection_number")
+            await _insert_new(conn, h, [_unchecked(number, connection_id, tenant, now, now)], "connection_number")
             await conn.execute(
                 update(h)
                 .where(h.c.connection_number == number)
@@ -290,15 +308,34 @@ class HealthStore:
             return int((await conn.execute(query)).scalar_one())
 
 
-def _unchecked(number: int, tenant: str, now: datetime, due: datetime) -> dict[str, Any]:
+def _unchecked(number: int, connection_id: UUID, tenant: str, now: datetime, due: datetime) -> dict[str, Any]:
     return {
         "connection_number": number,
+        "connection_id": connection_id,
         "tenant": tenant,
         "state": HealthState.UNKNOWN.value,
         "state_since": now,
         "next_check_at": due,
         "consecutive_failures": 0,
     }
+
+
+def _state_columns(outcome: Outcome) -> dict[str, Any]:
+    result = outcome.result
+    values: dict[str, Any] = {
+        "state": outcome.state.value,
+        "state_since": outcome.state_since,
+        "consecutive_failures": outcome.consecutive_failures,
+        "next_check_at": outcome.next_check_at,
+        "lease_owner": None,
+        "lease_until": None,
+        "last_checked_at": result.checked_at,
+        "last_category": result.category,
+        "cert_expires_at": result.cert_expires_at,
+    }
+    if outcome.cert_warning:
+        values["cert_warned_for"] = result.cert_expires_at
+    return values
 
 
 def _result_columns(result: CheckResult) -> dict[str, Any]:

@@ -118,6 +118,7 @@ connection_health = Table(
     "connection_health",
     metadata,
     Column("connection_number", Serial, ForeignKey("connections.number"), primary_key=True),
+    Column("connection_id", Uuid, nullable=False),  # the connection's id, so a claim reads it by id
     Column("tenant", String(200), nullable=False),
     Column("state", String(8), nullable=False),  # up, down, unknown
     Column("state_since", UtcDateTime, nullable=False),

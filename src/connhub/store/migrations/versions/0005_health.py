@@ -27,6 +27,7 @@ def upgrade() -> None:
     op.create_table(
         "connection_health",
         sa.Column("connection_number", SERIAL, sa.ForeignKey("connections.number"), nullable=False),
+        sa.Column("connection_id", sa.Uuid(), nullable=False),
         sa.Column("tenant", sa.String(200), nullable=False),
         sa.Column("state", sa.String(8), nullable=False),
         sa.Column("state_since", sa.DateTime(), nullable=False),
