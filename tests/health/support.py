@@ -36,8 +36,9 @@ class FakeClock:
         self.moment += timedelta(seconds=seconds)
 
     async def sleep(self, seconds: float) -> None:
+        """The time passes at once; a real millisecond lets the rest of the loop run meanwhile."""
         self.advance(seconds)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
 
 
 @asynccontextmanager

@@ -3,6 +3,7 @@ a real webhook receiver checking signatures, results read back through the API."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -238,3 +239,20 @@ async def test_a_certificate_about_to_expire_is_announced_once(
             await check_when_due(http, hub, clock, connection_id)
     assert [(e["type"], e["daysLeft"]) for e in receiver.events] == [("connection.certificate_expiring", 0)]
     assert receiver.events[0]["certificateExpiresAt"] == view["certificateExpiresAt"]
+
+
+async def test_the_running_scheduler_checks_what_falls_due_and_stops(
+    sqlite_url: str, health_settings: Callable[..., Settings]
+) -> None:
+    clock = FakeClock()
+    async with served(health_settings(sqlite_url), clock) as (http, hub):
+        assert hub.scheduler is not None
+        connection_id = await create(http, **closed_port())
+        hub.scheduler.start()  # what the app's lifespan does
+        for _ in range(2000):  # each of its polls moves the clock 5 s: due within 60 s of clock time
+            if (await health_of(http, connection_id))["results"]:
+                break
+            await asyncio.sleep(0.005)
+        await hub.scheduler.stop()
+        view = await health_of(http, connection_id)
+        assert view["state"] == "down" and view["results"][0]["category"] == "PORT_CLOSED"
