@@ -78,7 +78,8 @@ async def test_each_check_runs_once_and_a_dead_replica_loses_only_its_checks(
     clock = first.scheduler.clock
     assert isinstance(clock, FakeClock)
 
-    await asyncio.gather(*(replica.scheduler.run_once() for replica in replicas))  # all enroll at once
+    rng = random.Random(1)
+    await asyncio.gather(*(replica.scheduler.store.enroll(clock.now(), POLICY, rng) for replica in replicas))
     clock.advance(POLICY.interval_s + 1)  # every first check is due
     checked = [0, 0, 0]
     while True:

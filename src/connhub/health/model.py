@@ -35,7 +35,10 @@ class HealthPolicy:
     lease_s: float = 60.0  # a claim not answered by then is another replica's to take
     cert_warn_days: int = 14
     retention_days: int = 30
-    poll_s: float = 5.0  # how often an idle scheduler looks for due work
+    poll_s: float = 5.0  # how often new connections are enrolled, webhooks delivered, gauges refreshed
+    # Claims take what falls due within this much from now, and an idle scheduler looks again this
+    # often: due times are spread, so waiting a whole poll would leave most of them waiting.
+    lookahead_s: float = 1.0
 
     def interval_for(self, own_interval_s: int | None) -> float:
         """The interval of a connection: its own if set, never shorter than the rate limit allows."""

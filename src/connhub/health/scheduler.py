@@ -89,7 +89,7 @@ class HealthScheduler:
         """Watch new connections, check those due (up to `concurrency`), deliver due webhooks,
         refresh the gauges. Answers how many connections were checked."""
         await self.store.enroll(self.clock.now(), self.policy, self.rng)
-        claims = await self.store.claim(self.clock.now(), self.owner, self.policy.concurrency, self.policy.lease_s)
+        claims = await self._claim(self.policy.concurrency)
         await asyncio.gather(*(self._check(claim) for claim in claims))
         await self.deliver_webhooks()
         await self.maintain()
@@ -122,16 +122,16 @@ class HealthScheduler:
                         enrolled_at = self.clock.now()
                         await self.store.enroll(enrolled_at, self.policy, self.rng)
                     if free > 0:
-                        claims = await self.store.claim(self.clock.now(), self.owner, free, self.policy.lease_s)
+                        claims = await self._claim(free)
                 except Exception:  # the store is away: try again next poll, never die
                     log.warning("health: could not claim due connections", exc_info=True)
                 in_flight |= {asyncio.get_running_loop().create_task(self._check(claim)) for claim in claims}
                 if free > 0 and len(claims) == free:
                     continue  # more may be due: claim again as slots allow
                 # A backlog (every slot busy) is claimed from again once half the slots are free, one
-                # claim for many checks; otherwise nothing is due before the next poll.
+                # claim for many checks; otherwise nothing more is due within the lookahead.
                 backlog = free == 0
-                pause = asyncio.get_running_loop().create_task(self.clock.sleep(self.policy.poll_s))
+                pause = asyncio.get_running_loop().create_task(self.clock.sleep(self.policy.lookahead_s))
                 try:
                     while not pause.done():
                         done, _ = await asyncio.wait({*in_flight, pause}, return_when=asyncio.FIRST_COMPLETED)
@@ -153,6 +153,10 @@ class HealthScheduler:
             except Exception:
                 log.warning("health: webhook delivery or upkeep failed", exc_info=True)
             await self.clock.sleep(self.policy.poll_s)
+
+    async def _claim(self, limit: int) -> list[Claim]:
+        policy = self.policy
+        return await self.store.claim(self.clock.now(), self.owner, limit, policy.lease_s, policy.lookahead_s)
 
     def _elapsed(self, since: datetime) -> float:
         return (self.clock.now() - since).total_seconds()

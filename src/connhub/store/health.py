@@ -1,6 +1,7 @@
 """Scheduled health in the store: who is due, leases, results, the webhook outbox, figures.
 
-Claims are one statement: `UPDATE ... WHERE number IN (SELECT ... FOR UPDATE SKIP LOCKED)`, so on
+Claims are one statement: `WITH due AS (SELECT ... FOR UPDATE SKIP LOCKED) UPDATE ... WHERE number IN
+(SELECT number FROM due)`, so on
 PostgreSQL replicas claiming at once each get other rows, and a row is leased until `lease_until`:
 a replica killed mid-check loses that check only, which the next claim after the lease takes up.
 SQLite runs the same statement under its single writer (FOR UPDATE is not rendered there).
@@ -105,24 +106,27 @@ class HealthStore:
             await _insert_new(conn, h, rows, "connection_number")
         return len(rows)
 
-    async def claim(self, now: datetime, owner: str, limit: int, lease_s: float) -> list[Claim]:
-        """Lease up to `limit` due connections to `owner`, most overdue first."""
+    async def claim(
+        self, now: datetime, owner: str, limit: int, lease_s: float, lookahead_s: float = 0.0
+    ) -> list[Claim]:
+        """Lease to `owner` up to `limit` connections due by `now + lookahead_s`, most overdue first."""
         due = (
             select(h.c.connection_number)
             .join(connections, connections.c.number == h.c.connection_number)
             .where(
                 connections.c.deleted_at.is_(None),
-                h.c.next_check_at <= now,
+                h.c.next_check_at <= now + timedelta(seconds=lookahead_s),
                 or_(h.c.lease_until.is_(None), h.c.lease_until < now),
                 or_(h.c.interval_s.is_(None), h.c.interval_s > 0),
             )
             .order_by(h.c.next_check_at)
             .limit(limit)
             .with_for_update(skip_locked=True, of=h)
+            .cte("due")  # a CTE with FOR UPDATE runs exactly once (a subquery may be run again)
         )
         statement = (
             update(h)
-            .where(h.c.connection_number.in_(due.scalar_subquery()))
+            .where(h.c.connection_number.in_(select(due.c.connection_number)))
             .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
             .returning(
                 h.c.connection_number,
@@ -275,10 +279,11 @@ class HealthStore:
             .order_by(w.c.next_attempt_at, w.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .cte("due")
         )
         statement = (
             update(w)
-            .where(w.c.id.in_(due.scalar_subquery()))
+            .where(w.c.id.in_(select(due.c.id)))
             .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
             .returning(w.c.id, w.c.event_id, w.c.event_type, w.c.body, w.c.attempts)
         )
