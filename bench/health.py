@@ -102,7 +102,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     wire = subprocess.Popen([sys.executable, "-m", "bench.wire", str(wire_port)], start_new_session=True)
     env = clean_environment({"CONNHUB_ENCRYPTION_KEYS": generate_key(), "CONNHUB_LOG_LEVEL": "WARNING"})
     off_env = env | {"CONNHUB_HEALTH_INTERVAL_S": "0"}
-    on_env = env | {"CONNHUB_HEALTH_INTERVAL_S": str(args.interval)}
+    on_env = env | {
+        "CONNHUB_HEALTH_INTERVAL_S": str(args.interval),
+        "CONNHUB_HEALTH_CONCURRENCY": str(args.health_concurrency),
+    }
     figures: dict[str, Any] = {}
     try:
         with (
@@ -144,6 +147,7 @@ def summary(args: argparse.Namespace, figures: dict[str, Any], checks_per_s: flo
         "rev": rev + ("-dirty" if dirty else ""),
         "connections": args.connections,
         "interval_s": args.interval,
+        "health_concurrency": args.health_concurrency,
         "checks_asked_per_s": round(args.connections / args.interval, 1),
         "checks_done_per_s": round(checks_per_s, 1),
         "runs": {name: {kind: vars(f) for kind, f in run.items()} for name, run in figures.items()},
@@ -181,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--warmup-s", type=float, default=None, help="scheduler on before measuring (20)")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--health-concurrency", type=int, default=64, help="CONNHUB_HEALTH_CONCURRENCY of the server (64)"
+    )
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", type=Path, default=None)
