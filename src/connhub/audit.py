@@ -185,9 +185,9 @@ def _instant(params: Mapping[str, str], name: str, errors: dict[str, str]) -> da
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
+        if value.tzinfo is None:
+            raise ValueError
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved out of range by its zone
         errors[name] = "must be an RFC 3339 date-time with a zone, e.g. 2026-12-03T10:00:00Z"
         return None
-    return value.astimezone(UTC)

@@ -144,10 +144,18 @@ async def test_a_whole_lifecycle_in_both_dialects_is_in_the_trail(client: httpx.
 
 async def test_bad_parameters_are_400_naming_them(sqlite_client: httpx.AsyncClient) -> None:
     response = await sqlite_client.get(
-        "/v1/audit", params={"limit": "0", "connectionId": "x", "action": "fly", "from": "yesterday", "cursor": "zz"}
+        "/v1/audit",
+        params={
+            "limit": "0",
+            "connectionId": "x",
+            "action": "fly",
+            "from": "yesterday",
+            "cursor": "zz",
+            "to": "0001-01-01T00:00:00+01:00",
+        },
     )
     assert response.status_code == 400
-    assert set(response.json()["fields"]) == {"limit", "connectionId", "action", "from", "cursor"}
+    assert set(response.json()["fields"]) == {"limit", "connectionId", "action", "from", "to", "cursor"}
 
 
 async def test_the_trail_refuses_update_and_delete(client: httpx.AsyncClient, store_url: str) -> None:
