@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from connhub.store.health import HealthStore
 
 MAX_INTERVAL_S = 7 * 24 * 3600
 MAX_RESULTS = 100
+STATES_TTL_S = 15.0  # how stale the simple status of a list may be
 
 
 def _utc_now() -> datetime:
@@ -34,6 +36,7 @@ class HealthMonitor:
         self.policy = policy
         self.audit: AuditLog = audit or NoAudit()
         self._now = now
+        self._states: dict[str, tuple[float, dict[int, HealthState]]] = {}  # tenant -> (read at, states)
 
     @property
     def scheduled(self) -> bool:
@@ -61,6 +64,17 @@ class HealthMonitor:
             last_week=window_figures(figures, now - timedelta(days=7)),
             results=history[:results],
         )
+
+    async def states(self, tenant: str) -> Mapping[int, HealthState]:
+        """The state of each of a tenant's connections by number (absent: unknown), as of at most
+        STATES_TTL_S ago: one read a tenant every 15 s serves every answer that shows a status."""
+        read_at, states = self._states.get(tenant, (0.0, {}))
+        if time.monotonic() - read_at > STATES_TTL_S:
+            states = await self.store.states(tenant)
+            self._states[tenant] = (time.monotonic(), states)
+            if len(self._states) > 10_000:  # forget tenants read long ago rather than grow
+                self._states = {t: e for t, e in self._states.items() if time.monotonic() - e[0] <= STATES_TTL_S}
+        return states
 
     async def set_interval(self, connection: Connection, interval_s: int | None) -> None:
         await self.store.set_interval(connection.number, connection.id, connection.tenant, interval_s, self._now())

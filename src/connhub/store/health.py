@@ -253,6 +253,12 @@ class HealthStore:
             for r in rows
         ]
 
+    async def states(self, tenant: str) -> dict[int, HealthState]:
+        """Every checked connection of `tenant` (by number) and its state."""
+        query = select(h.c.connection_number, h.c.state).where(h.c.tenant == tenant)
+        async with self._repository.read_session() as conn:
+            return {number: HealthState(state) for number, state in await conn.execute(query)}
+
     async def counts(self) -> dict[tuple[str, str], int]:
         """Live connections by (engine, state); never checked counts as unknown."""
         state = func.coalesce(h.c.state, HealthState.UNKNOWN.value)
