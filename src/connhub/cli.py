@@ -150,15 +150,15 @@ def keys(args: argparse.Namespace) -> int:
 
 
 async def _rotate(settings: Settings, batch_size: int) -> int:
-    from connhub.api.app import build_hub
+    from connhub import bootstrap
     from connhub.audit import Acting, acting_as
 
-    hub = build_hub(settings)
+    core = bootstrap.build(settings)
     try:
         with acting_as(Acting(subject=_operator(), dialect="cli")):
-            result = await hub.service.rotate_keys(batch_size)
+            result = await core.service.rotate_keys(batch_size)
     finally:
-        await hub.close()
+        await core.close()
     print(f"active key: {result.active_key_id}")
     if not result.resealed and not result.unreadable:
         print("every secret is already under the active key")

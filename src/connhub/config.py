@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_DENY_CIDRS = "169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32"
+from connhub.probes.guard import DEFAULT_DENY_CIDRS
 
 
 class Settings(BaseSettings):

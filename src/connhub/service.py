@@ -40,7 +40,7 @@ from connhub.domain.errors import (
     TestFailed,
     ValidationFailed,
 )
-from connhub.domain.listing import ListQuery, Page
+from connhub.domain.listing import MAX_LIMIT, ListQuery, Page, SortBy, SortOrder, parse_list_query
 from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
@@ -209,6 +209,17 @@ class ConnectionService:
     async def list_connections(self, tenant: str, query: ListQuery) -> Page[Connection]:
         return await self.repository.list_connections(tenant, query)
 
+    async def list_every(self, tenant: str, sort_by: SortBy, sort_order: SortOrder) -> list[Connection]:
+        """Every connection of `tenant` in this order, read a page of the most at a time (keyset paging)."""
+        params = {"limit": str(MAX_LIMIT), "sortBy": sort_by, "sortOrder": sort_order}
+        found: list[Connection] = []
+        while True:
+            page = await self.list_connections(tenant, parse_list_query(params, {}, None))
+            found.extend(page.items)
+            if page.next_cursor is None:
+                return found
+            params["cursor"] = page.next_cursor
+
     # -- update, delete -----------------------------------------------------------------------
 
     async def update(
@@ -358,6 +369,10 @@ class ConnectionService:
             raise TestFailed("the database could not be read", report)
         self.schema_cache.put(connection, tables)
         return tables
+
+    def cached_schema(self, connection: Connection) -> list[Table] | None:
+        """The tables the last test or schema read discovered, while cached; never a live read."""
+        return self.schema_cache.get(connection)
 
     async def validate_schema(
         self, tenant: str, mapped_fields: Mapping[str, Mapping[str, list[str]]]

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from connhub.api.auth import Principal
+from connhub.api.dialects.formats import rfc3339
 from connhub.api.http import auditor, hub
 from connhub.api.openapi import errors
 from connhub.api.params import Parameter, documented
-from connhub.api.responses import Json, rfc3339
+from connhub.api.responses import Json
 from connhub.audit import MAX_AUDIT_LIMIT, Action, AuditEntry, parse_audit_query
 
 router = APIRouter(tags=["Audit"])

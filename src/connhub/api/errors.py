@@ -31,12 +31,17 @@ STATUS: dict[type[domain.ConnhubError], int] = {
     domain.StoreUnavailable: 503,
 }
 
-# Framework-level statuses, with the code each gets in our catalogue.
+# Framework-level statuses, with the code each gets in our catalogue: a status a domain error also
+# answers takes that error's code and title (domain/errors.py holds them).
+SAME_AS_DOMAIN = (
+    domain.ValidationFailed,
+    domain.Unauthorized,
+    domain.Forbidden,
+    domain.NotFound,
+    domain.StoreUnavailable,
+)
 HTTP_CODES = {
-    400: ("CONN-1001", "Invalid request"),
-    401: ("CONN-1002", "Unauthorized"),
-    403: ("CONN-1003", "Forbidden"),
-    404: ("CONN-1004", "Not found"),
+    **{STATUS[kind]: (kind.code, kind.title) for kind in SAME_AS_DOMAIN},
     405: ("CONN-1015", "Method not allowed"),
     408: ("CONN-1019", "Request timeout"),
     413: ("CONN-1016", "Request body too large"),
@@ -44,7 +49,6 @@ HTTP_CODES = {
     431: ("CONN-1020", "Request headers too large"),
     499: ("CONN-1018", "Client closed request"),  # nginx's code; nobody reads it, metrics count it
     500: ("CONN-1099", "Internal error"),
-    503: ("CONN-1014", "Store unavailable"),
 }
 
 

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from connhub.api.auth import AUDIT_READ, READ, WRITE, Authenticator, Principal
 from connhub.api.errors import http_problem
 from connhub.audit import acting
+from connhub.bootstrap import Core
 from connhub.config import Settings
 from connhub.domain.errors import ValidationFailed
 from connhub.health.monitor import HealthMonitor
@@ -35,20 +36,36 @@ class Hub:
     """What the routers need, built once per process by the app's lifespan."""
 
     settings: Settings
-    service: ConnectionService
-    repository: ConnectionRepository
-    key_ring: KeyRing
+    core: Core
     auth: Authenticator
-    audit: AuditStore
-    health: HealthMonitor
-    scheduler: HealthScheduler | None = None  # None: CONNHUB_HEALTH_INTERVAL_S=0
+
+    @property
+    def service(self) -> ConnectionService:
+        return self.core.service
+
+    @property
+    def repository(self) -> ConnectionRepository:
+        return self.core.repository
+
+    @property
+    def key_ring(self) -> KeyRing:
+        return self.core.key_ring
+
+    @property
+    def audit(self) -> AuditStore:
+        return self.core.audit
+
+    @property
+    def health(self) -> HealthMonitor:
+        return self.core.health
+
+    @property
+    def scheduler(self) -> HealthScheduler | None:
+        return self.core.scheduler
 
     async def close(self) -> None:
         """Stop the scheduler, write what is queued, then close the store's pools."""
-        if self.scheduler is not None:
-            await self.scheduler.stop()
-        await self.audit.close()
-        await self.repository.close()
+        await self.core.close()
 
 
 def hub(request: Request) -> Hub:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from connhub.api.schemas import Problem
+from connhub.api.shapes import Problem
 
 _BODIES: dict[str, type[BaseModel]] = {}
 REF = "#/components/schemas/{model}"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from connhub import __version__
-from connhub.api.http import hub
+from connhub.api.deps import RepositoryDep, ServiceDep
 from connhub.api.responses import Json
 from connhub.domain.errors import StoreUnavailable
 
@@ -38,11 +38,10 @@ READINESS = {
         503: {"description": "Not ready (the body says why)", "content": {"application/json": {"schema": READINESS}}},
     },
 )
-async def readyz(request: Request) -> Json:
-    service = hub(request).service
+async def readyz(service: ServiceDep, repository: RepositoryDep) -> Json:
     checks: dict[str, object] = {}
     try:
-        await hub(request).repository.ping()
+        await repository.ping()
         missing = await service.missing_key_ids()
         checks["store"] = "ok"
         checks["keys"] = "ok" if not missing else {"missing": missing}

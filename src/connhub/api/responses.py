@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -15,7 +14,3 @@ class Json(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 
-
-def rfc3339(moment: datetime) -> str:
-    """UTC with a `Z`, millisecond precision."""
-    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"

@@ -19,15 +19,8 @@ from typing import Any
 from uuid import UUID
 
 from connhub.domain import connstring, pem
+from connhub.domain.engines import ENGINE_NAMES, Engine
 from connhub.domain.errors import ValidationFailed
-
-
-class Engine(StrEnum):
-    ORACLE = "ORACLE"
-    SQL_SERVER = "SQL_SERVER"
-    POSTGRESQL = "POSTGRESQL"
-    MONGODB = "MONGODB"
-    MYSQL = "MYSQL"
 
 
 class SslMode(StrEnum):
@@ -301,7 +294,7 @@ def _config_name(value: Any, errors: dict[str, str]) -> str | None:
 def _engine(value: Any, errors: dict[str, str]) -> Engine | None:
     if isinstance(value, str) and value.strip().upper() in Engine.__members__:
         return Engine[value.strip().upper()]
-    errors["type"] = "required: one of " + ", ".join(Engine)
+    errors["type"] = "required: one of " + ENGINE_NAMES
     return None
 
 

@@ -15,17 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
+from connhub.domain.engines import Engine
+
 # scheme -> (Engine value, default port)
 SCHEMES: dict[str, tuple[str, int]] = {
-    "postgresql": ("POSTGRESQL", 5432),
-    "postgres": ("POSTGRESQL", 5432),
-    "mysql": ("MYSQL", 3306),
-    "mariadb": ("MYSQL", 3306),
-    "mongodb": ("MONGODB", 27017),
-    "mongodb+srv": ("MONGODB", 27017),
-    "sqlserver": ("SQL_SERVER", 1433),
-    "mssql": ("SQL_SERVER", 1433),
-    "oracle": ("ORACLE", 1521),
+    scheme: (engine.value, engine.facts.default_port) for engine in Engine for scheme in engine.facts.schemes
 }
 MASK = "****"
 # Query parameters that carry a password: taken as the password, never kept as a driver option.

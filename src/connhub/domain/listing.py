@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Generic, Literal, TypeVar
 
+from connhub.domain.engines import ENGINE_NAMES, Engine
 from connhub.domain.errors import ValidationFailed
 
 T = TypeVar("T")
@@ -17,6 +18,7 @@ SortOrder = Literal["asc", "desc"]
 HealthFilter = Literal["up", "down", "unknown"]
 # The deepest page an offset can reach without overflowing the store's 64-bit OFFSET (page * limit).
 MAX_PAGE = 10**9
+MAX_LIMIT = 1000  # rows in one page
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def parse_list_query(params: dict[str, Any], metadata: dict[str, str], product_n
     """A ListQuery from raw query parameters, or ValidationFailed naming each bad one."""
     errors: dict[str, str] = {}
     page = _int_param(params, "page", 1, 1, MAX_PAGE, errors)
-    limit = _int_param(params, "limit", 50, 1, 1000, errors)
+    limit = _int_param(params, "limit", 50, 1, MAX_LIMIT, errors)
     sort_by: SortBy = "createdAt"
     if params.get("sortBy") in ("createdAt", "configName"):
         sort_by = params["sortBy"]
@@ -89,8 +91,8 @@ def parse_list_query(params: dict[str, Any], metadata: dict[str, str], product_n
     engine = params.get("type")
     if engine is not None:
         engine = engine.upper()
-        if engine not in ("ORACLE", "SQL_SERVER", "POSTGRESQL", "MONGODB", "MYSQL"):
-            errors["type"] = "must be one of ORACLE, SQL_SERVER, POSTGRESQL, MONGODB, MYSQL"
+        if engine not in Engine.__members__:
+            errors["type"] = f"must be one of {ENGINE_NAMES}"
     start, end = _date_param(params, "startDate", errors), _date_param(params, "endDate", errors)
     if start and end and start > end:
         errors["startDate"] = "must not be after endDate"

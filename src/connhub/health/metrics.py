@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge
 
-from connhub.domain.connection import Engine
+from connhub.domain.engines import Engine
 from connhub.health.model import HealthState
 
 CONNECTIONS = Gauge("connhub_connections", "Live connections by health state and engine", ["engine", "state"])

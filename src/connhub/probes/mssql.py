@@ -66,6 +66,7 @@ import pytds.tls
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from connhub.domain.engines import Engine
 from connhub.domain.reports import Column, ErrorCategory, Table
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget
 from connhub.probes.support import (
@@ -80,7 +81,7 @@ from connhub.probes.support import (
 
 T = TypeVar("T")
 
-DEFAULT_SCHEMA = "dbo"
+DEFAULT_SCHEMA = Engine.SQL_SERVER.facts.default_schema
 TDS_VERSION = "7.4"  # SQL Server 2012+; older servers answer with their own version in LOGINACK.
 # Fixed rather than negotiated: FreeTDS's "auto" retries older versions, each with the full login
 # timeout, which multiplies the time a silent server costs.

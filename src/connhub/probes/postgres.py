@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import errors
 
+from connhub.domain.engines import Engine
 from connhub.domain.reports import ErrorCategory, Table
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
 from connhub.probes.support import (
@@ -31,7 +32,7 @@ from connhub.probes.support import (
     tables_from_rows,
 )
 
-DEFAULT_SCHEMA = "public"
+DEFAULT_SCHEMA = Engine.POSTGRESQL.facts.default_schema
 _LIBPQ_WITH_SSLCERTMODE = 160000
 
 # One catalog query for the whole schema. pg_catalog rather than information_schema: the latter's

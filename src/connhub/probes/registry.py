@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import importlib
 
+from connhub.domain.engines import Engine
 from connhub.probes.base import Probe
-
-_MODULES = {
-    "POSTGRESQL": "connhub.probes.postgres",
-    "MYSQL": "connhub.probes.mysql",
-    "MONGODB": "connhub.probes.mongodb",
-    "SQL_SERVER": "connhub.probes.mssql",
-    "ORACLE": "connhub.probes.oracle",
-}
 
 
 def probe_for(engine: str) -> Probe:
-    """The probe of `engine` (an Engine value); each engine module exposes `PROBE`."""
-    module = importlib.import_module(_MODULES[engine])
+    """The probe of `engine` (an Engine value); each engine module (Engine.facts.probe_module) exposes `PROBE`."""
+    module = importlib.import_module(f"connhub.probes.{Engine(engine).facts.probe_module}")
     probe: Probe = module.PROBE
     return probe

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote, quote_plus
 
+from connhub.domain.engines import Engine
 from connhub.domain.reports import ErrorCategory, Phases, Table, TestReport, TlsInfo, failure_report
 from connhub.probes.base import Probe, ProbeContext, ProbeFailure, ProbeTarget
 from connhub.probes.guard import DEFAULT_DENY_CIDRS, DnsServer, Network, parse_cidrs, resolve_checked
@@ -27,13 +28,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_PRODUCT_NAMES = {
-    "POSTGRESQL": "PostgreSQL",
-    "MYSQL": "MySQL",
-    "MONGODB": "MongoDB",
-    "SQL_SERVER": "SQL Server",
-    "ORACLE": "Oracle",
-}
 _MAX_MESSAGE = 500
 REDACTED = "***"
 
@@ -158,7 +152,7 @@ class _Attempt:
 
 
 def _product(engine: str, version: str | None) -> str:
-    name = _PRODUCT_NAMES.get(engine, engine)
+    name = Engine(engine).facts.product_name if engine in Engine.__members__ else engine
     if version and "mariadb" in version.lower():
         name = "MariaDB"
     number = re.match(r"\d+(?:\.\d+)*", version or "")

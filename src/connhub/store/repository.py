@@ -41,7 +41,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from connhub.domain.connection import Connection, ConnectionSpec, Engine, SslMode, SslSummary, normalized_text
+from connhub.domain.connection import Connection, ConnectionSpec, SslMode, SslSummary, normalized_text
+from connhub.domain.engines import Engine
 from connhub.domain.errors import NameTaken, NotFound, StoreUnavailable
 from connhub.domain.listing import Cursor, ListQuery, Page
 from connhub.store.batching import Batcher

@@ -1,16 +1,20 @@
 """Shapes of the Reporter dialect's bodies, for the OpenAPI description.
 
 The rules themselves live in `connhub.domain` (one place); these models document them so clients
-and fuzzers know the contract. Responses are rendered by hand (see reporter.py) for speed.
+and fuzzers know the contract. Responses are rendered by hand (translate.py) for speed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-EngineName = Literal["ORACLE", "SQL_SERVER", "POSTGRESQL", "MONGODB", "MYSQL"]
+from connhub.api.shapes import TableOut
+from connhub.domain.engines import Engine
+
+# Documented as the Literal it was: an inline enum of the Engine values (bodies are checked by the domain).
+EngineName = Annotated[str, WithJsonSchema({"enum": [engine.value for engine in Engine], "type": "string"})]
 SslModeName = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
@@ -84,58 +88,6 @@ class ConnectionList(BaseModel):
     limit: int
     total: int
     nextCursor: str | None
-
-
-class Problem(BaseModel):
-    code: str
-    title: str
-    message: str
-    fields: dict[str, str] | None = None
-    report: dict[str, Any] | None = None
-    errors: list[dict[str, Any]] | None = None
-
-
-class TlsOut(BaseModel):
-    enabled: bool
-    version: str | None
-    cipher: str | None
-
-
-class PhasesOut(BaseModel):
-    dnsMs: float | None
-    connectMs: float | None
-    tlsMs: float | None
-    authMs: float | None
-    queryMs: float | None
-
-
-class ProbeErrorOut(BaseModel):
-    category: str
-    message: str
-    field: str | None
-
-
-class TestReportOut(BaseModel):
-    status: Literal["success", "failure"]
-    latencyMs: float
-    message: str
-    serverVersion: str | None
-    tls: TlsOut
-    phases: PhasesOut
-    error: ProbeErrorOut | None
-
-
-class ColumnOut(BaseModel):
-    name: str
-    type: str
-    nullable: bool
-    primaryKey: bool
-
-
-class TableOut(BaseModel):
-    name: str
-    fields: list[str]
-    columns: list[ColumnOut]
 
 
 class SchemaOut(BaseModel):

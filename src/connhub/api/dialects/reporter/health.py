@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from connhub.api.auth import Principal
-from connhub.api.http import hub, json_object, reader, writer
+from connhub.api.deps import Reader, Writer
+from connhub.api.dialects.formats import rfc3339
+from connhub.api.dialects.reporter.routes import BASE
+from connhub.api.dialects.reporter.translate import connection_id
+from connhub.api.http import hub, json_object
 from connhub.api.openapi import errors
 from connhub.api.params import Parameter, documented
-from connhub.api.reporter import BASE, connection_id
-from connhub.api.responses import Json, rfc3339
+from connhub.api.responses import Json
 from connhub.domain.errors import ValidationFailed
 from connhub.health.model import CheckResult, HealthView
 from connhub.health.monitor import MAX_RESULTS, render_window
 
 router = APIRouter(tags=["Connections (Reporter)"])
-Reader = Annotated[Principal, Depends(reader)]
-Writer = Annotated[Principal, Depends(writer)]
 RESULTS = Parameter(
     "results", "query", {"type": "integer", "minimum": 1, "maximum": MAX_RESULTS, "default": 20}, "last N results"
 )

@@ -1,0 +1,31 @@
+"""Typed route dependencies: what a route needs, declared in its signature.
+
+As FastAPI's full-stack template declares `SessionDep`. Each is async so FastAPI runs it on the
+event loop, not through a thread hop, and none validates anything (header and query parameters
+are read in `params.py`, not declared, for speed: see its docstring).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from connhub.api.auth import Principal
+from connhub.api.http import hub, reader, writer
+from connhub.service import ConnectionService
+from connhub.store.repository import ConnectionRepository
+
+
+async def service(request: Request) -> ConnectionService:
+    return hub(request).service
+
+
+async def repository(request: Request) -> ConnectionRepository:
+    return hub(request).repository
+
+
+ServiceDep = Annotated[ConnectionService, Depends(service)]
+RepositoryDep = Annotated[ConnectionRepository, Depends(repository)]
+Reader = Annotated[Principal, Depends(reader)]
+Writer = Annotated[Principal, Depends(writer)]

@@ -1,0 +1,1 @@
+"""The Chartbrew dialect (SPEC.md section 5)."""

@@ -1,0 +1,94 @@
+"""Shapes of the Chartbrew dialect's bodies and answers, for the OpenAPI description.
+
+The rules live in the domain and in translate.py; these models only document them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from connhub.api.dialects.chartbrew.translate import PEM_FIELDS, SUPPORTED_TYPES
+from connhub.api.shapes import TableOut, TestReportOut
+
+
+class ChartbrewConnectionInput(BaseModel):
+    """A Chartbrew connection body. Absent fields keep their value on PUT; `null` clears."""
+
+    name: str | None = Field(None, description="= configName; 3-100 characters, unique in the team")
+    type: str | None = Field(None, description=f"one of {SUPPORTED_TYPES}")
+    subType: str | None = Field(None, description="e.g. timescaledb, supabasedb, rdsPostgres, rdsMysql")
+    host: str | None = None
+    port: int | str | None = Field(None, description="an integer or a string of digits")
+    dbName: str | None = Field(None, description="required unless the connectionString carries it")
+    username: str | None = None
+    password: str | None = Field(None, description="write-only; on PUT, null keeps the stored one")
+    connectionString: str | None = Field(None, description="a URI in place of host, port, dbName...")
+    srv: bool | None = Field(None, description="MongoDB SRV lookup (mongodb+srv)")
+    options: dict[str, Any] | list[dict[str, Any]] | None = Field(None, description="driver options")
+    ssl: bool | None = Field(None, description="false: no TLS; true: sslMode, else require")
+    sslMode: str | None = Field(None, description="disable, allow, prefer, require, verify-ca, verify-full")
+    sslCa: str | None = Field(None, description="PEM text (or upload it via /files)")
+    sslCert: str | None = None
+    sslKey: str | None = None
+    team_id: Any = Field(None, description="ignored: the path names the team")
+    schema_: Any = Field(None, alias="schema", description="ignored: read-only")
+    authentication: Any = Field(None, description="ignored")
+    firebaseServiceAccount: Any = Field(None, description="ignored")
+
+
+class ChartbrewConnection(BaseModel):
+    id: int
+    team_id: int | str
+    name: str
+    type: str
+    subType: str | None
+    host: str
+    port: str
+    dbName: str
+    username: str
+    password: None = Field(None, description="never returned")
+    hasPassword: bool
+    connectionString: str | None = Field(description="with its password masked")
+    srv: bool
+    options: dict[str, str]
+    ssl: bool
+    sslMode: str | None
+    hasSslCa: bool
+    hasSslCert: bool
+    hasSslKey: bool
+    schema_: dict[str, list[TableOut]] | None = Field(alias="schema", description="cached discovered schema")
+    createdAt: str
+    updatedAt: str
+
+
+class Removed(BaseModel):
+    removed: bool
+
+
+class DuplicateInput(BaseModel):
+    name: str | None = Field(None, description="the copy's name; default: '<name> (copy)'")
+
+
+class ChartbrewTestResult(TestReportOut):
+    success: bool
+    schema_: dict[str, list[TableOut]] | None = Field(None, alias="schema")
+
+
+CERTIFICATE_FILES_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        name: {"type": "string", "format": "binary", "description": "PEM, at most 1 MiB"}
+                        for name in PEM_FIELDS
+                    },
+                }
+            }
+        },
+    }
+}

@@ -1,0 +1,328 @@
+"""The Chartbrew dialect's translations: pure functions of dicts and domain values.
+
+Same store and rules as the Reporter dialect; only two translations differ. A Chartbrew body is
+turned into canonical fields (`canonical_fields`), and a connection is rendered in Chartbrew's
+shape (`render`): integer `id`, `port` as a string, `password: null` with `hasPassword`, the
+connection string masked, never a secret. Validation errors name Chartbrew's fields
+(`in_chartbrew_terms`). No HTTP, no service, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from connhub.api.dialects.formats import rfc3339, tables_json
+from connhub.domain.connection import Connection, SslMode, validate_spec
+from connhub.domain.engines import Engine
+from connhub.domain.errors import ValidationFailed
+from connhub.domain.reports import Table, TestReport
+
+# Chartbrew's database types and ours. Its other sources (api, firestore, realtimedb,
+# googleAnalytics, customerio, clickhouse...) are not databases Connhub keeps.
+ENGINE_OF_TYPE = {engine.facts.chartbrew_name: engine for engine in Engine}
+SUPPORTED_TYPES = ", ".join(ENGINE_OF_TYPE)
+
+# Chartbrew fields that map one to one onto canonical fields.
+RENAMED = {
+    "name": "configName",
+    "host": "host",
+    "dbName": "databaseName",
+    "username": "userName",
+    "password": "password",
+    "subType": "subType",
+    "connectionString": "connectionString",
+}
+PEM_FIELDS = {"sslCa": "ca", "sslCert": "cert", "sslKey": "key"}
+TRANSLATED = frozenset({"type", "port", "srv", "options", "ssl", "sslMode", *PEM_FIELDS})
+# Sent by Chartbrew clients (the seed's body, or our own responses echoed back on PUT) but
+# meaningless here: accepted and ignored. `team_id` comes from the path; `schema` is read-only.
+IGNORED = frozenset(
+    {
+        "team_id",
+        "authentication",
+        "firebaseServiceAccount",
+        "schema",
+        "id",
+        "project_ids",
+        "oauth_id",
+        "active",
+        "hasPassword",
+        "hasSslCa",
+        "hasSslCert",
+        "hasSslKey",
+        "createdAt",
+        "updatedAt",
+    }
+)
+KNOWN = frozenset({*RENAMED, *TRANSLATED, *IGNORED})
+# Canonical field names (as the domain reports them) -> Chartbrew's.
+CHARTBREW_NAMES = {
+    "configName": "name",
+    "databaseName": "dbName",
+    "userName": "username",
+    "ssl.mode": "sslMode",
+    "ssl.ca": "sslCa",
+    "ssl.cert": "sslCert",
+    "ssl.key": "sslKey",
+}
+# Values of a stored connection that a PUT may echo back unchanged.
+ECHOABLE = ("configName", "type", "host", "port", "databaseName", "userName", "subType")
+
+MAX_FILE_BYTES = 1024 * 1024  # each uploaded PEM file
+UNSAVED_NAME = "unsaved connection"  # the domain wants a name; a test of an unsaved body has none
+
+
+@contextmanager
+def in_chartbrew_terms() -> Iterator[None]:
+    """Validation errors raised inside name Chartbrew's fields, not the canonical ones."""
+    try:
+        yield
+    except ValidationFailed as error:
+        raise error.renamed(CHARTBREW_NAMES) from None
+
+
+# -- Chartbrew body -> canonical fields ---------------------------------------------------------
+
+
+def canonical_fields(body: Mapping[str, Any], current: Connection | None = None) -> dict[str, Any]:
+    """The canonical fields of a Chartbrew body: a whole connection, or with `current` a patch.
+
+    An empty string counts as absent (Chartbrew's forms send them for fields they do not use).
+    Raises ValidationFailed in Chartbrew's field names.
+    """
+    problems = {name: "unknown field" for name in sorted(set(body) - KNOWN)}
+    given = {name: None if value == "" else value for name, value in body.items() if name in KNOWN}
+    fields = {ours: given[theirs] for theirs, ours in RENAMED.items() if theirs in given}
+    if given.get("type") is not None:
+        fields["type"] = _engine(given["type"], problems)
+    if "port" in given:
+        fields["port"] = _port(given["port"], problems)
+    if current is None and given.get("srv") is True and fields.get("port") is None:
+        fields["port"] = Engine.MONGODB.facts.default_port  # SRV records name the ports; the domain still wants one
+    if (options := _options(given, current, problems)) is not _UNCHANGED:
+        fields["options"] = options
+    if (ssl := _ssl(given, current, problems)) is not None:
+        fields["ssl"] = ssl
+    if current is None and fields.get("type") is None and fields.get("connectionString") is None:
+        problems.setdefault("type", f"required: one of {SUPPORTED_TYPES}")
+    if problems and current is None:
+        raise ValidationFailed({**_domain_problems(_whole(fields)), **problems})
+    if problems:
+        raise ValidationFailed(problems)
+    return _whole(fields) if current is None else _patch(fields, current)
+
+
+def _domain_problems(fields: dict[str, Any]) -> dict[str, str]:
+    """What the domain says of the rest of a body, so one 400 names every bad field."""
+    try:
+        validate_spec(fields)
+    except ValidationFailed as error:
+        return error.renamed(CHARTBREW_NAMES).fields
+    return {}
+
+
+def _whole(fields: dict[str, Any]) -> dict[str, Any]:
+    """On create, `null` is the same as absent."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _patch(fields: dict[str, Any], current: Connection) -> dict[str, Any]:
+    """A PUT as a canonical patch: absent keeps, `null` clears, as Reporter's PATCH.
+
+    Three Chartbrew habits are not changes: `password: null` (what every read answers), the
+    masked connection string echoed back, and any other value echoed unchanged. Dropping the
+    echoes matters: a changed host or port would otherwise drop the stored connection string.
+    """
+    stored = _echoable_values(current)
+    patch = dict(fields)
+    if patch.get("password") is None:
+        patch.pop("password", None)
+    if "connectionString" in patch and patch["connectionString"] == current.masked_connection_string:
+        patch.pop("connectionString")
+    for name in ECHOABLE:
+        if name in patch and patch[name] == stored[name]:
+            patch.pop(name)
+    return patch
+
+
+def _echoable_values(current: Connection) -> dict[str, Any]:
+    return {
+        "configName": current.config_name,
+        "type": current.engine.value,
+        "host": current.host,
+        "port": current.port,
+        "databaseName": current.database_name,
+        "userName": current.user_name,
+        "subType": current.sub_type,
+    }
+
+
+def _engine(value: Any, problems: dict[str, str]) -> str | None:
+    if isinstance(value, str) and value.strip().lower() in ENGINE_OF_TYPE:
+        return ENGINE_OF_TYPE[value.strip().lower()].value
+    problems["type"] = (
+        f"must be one of: {SUPPORTED_TYPES} (Chartbrew's other sources, such as api or firestore, "
+        "are not databases Connhub keeps)"
+    )
+    return None
+
+
+def _port(value: Any, problems: dict[str, str]) -> Any:
+    """Chartbrew sends the port as a string; digits become an integer, the domain checks the range."""
+    if not isinstance(value, str):
+        return value  # an integer, null, or a wrong type the domain names
+    text = value.strip()
+    if text.isascii() and text.isdigit() and len(text) <= 5:
+        return int(text)
+    problems["port"] = "must be a number from 1 to 65535 (an integer or a string of digits)"
+    return None
+
+
+class _Unchanged:
+    """Marks a field the body leaves alone (distinct from `None`, which clears it)."""
+
+
+_UNCHANGED = _Unchanged()
+
+
+def _options(given: Mapping[str, Any], current: Connection | None, problems: dict[str, str]) -> Any:
+    """`options` (an object or Chartbrew's list of single-key objects) with `srv` folded in.
+
+    `srv` is kept among the options (the MongoDB probe reads it there). On PUT, options sent
+    without `srv` keep the stored `srv`, and `srv` sent alone keeps the stored options.
+    """
+    srv = given.get("srv")
+    if "options" not in given and srv is None:
+        return _UNCHANGED
+    if srv is not None and not isinstance(srv, bool):
+        problems["srv"] = "must be true or false"
+        return _UNCHANGED
+    raw = given.get("options", current.options if current else None)
+    options = _one_object(raw if raw is not None else {})
+    if not isinstance(options, Mapping):
+        return options  # a shape the domain refuses, naming `options`
+    if srv is None and current is not None and "srv" not in options:
+        srv = current.options.get("srv") == "true"
+    merged = {key: value for key, value in options.items() if key != "srv" or srv is None}
+    if srv:
+        merged["srv"] = "true"
+    return merged or None
+
+
+def _one_object(value: Any) -> Any:
+    if isinstance(value, list) and all(isinstance(entry, Mapping) for entry in value):
+        return {key: item for entry in value for key, item in entry.items()}
+    return value
+
+
+def _ssl(given: Mapping[str, Any], current: Connection | None, problems: dict[str, str]) -> dict[str, Any] | None:
+    """Canonical `ssl` from Chartbrew's `ssl` (bool), `sslMode` and PEM fields; None: unchanged.
+
+    `ssl: false` is mode `disable` (Chartbrew then connects without TLS) and keeps any uploaded
+    files; `ssl: true` without `sslMode` keeps a stored secure mode, else means `require`.
+    """
+    flag, mode = given.get("ssl"), given.get("sslMode")
+    pems = {ours: given[theirs] for theirs, ours in PEM_FIELDS.items() if theirs in given}
+    if flag is not None and not isinstance(flag, bool):
+        problems["ssl"] = "must be true or false"
+        return None
+    if flag is None and mode is None and not pems:
+        return None
+    if flag is False:
+        if not pems and current is not None and not _ssl_on(current):
+            return None  # already off: an echo of what a read answered
+        return {"mode": SslMode.DISABLE.value, **pems}
+    if flag is True and mode == SslMode.DISABLE.value:
+        problems["sslMode"] = "must not be disable when ssl is true"
+        return None
+    stored = current.ssl.mode.value if current is not None and current.ssl is not None else None
+    if flag is True and stored == SslMode.DISABLE.value:
+        stored = None
+    return {"mode": mode or stored or SslMode.REQUIRE.value, **pems}
+
+
+def _ssl_on(connection: Connection) -> bool:
+    return connection.ssl is not None and connection.ssl.mode != SslMode.DISABLE
+
+
+# -- connection -> Chartbrew's shape ------------------------------------------------------------
+
+
+def render(connection: Connection, tables: list[Table] | None) -> dict[str, Any]:
+    """A connection in Chartbrew's shape; `tables`: its cached discovered schema, if any."""
+    ssl = connection.ssl
+    return {
+        "id": connection.number,
+        "team_id": _team_id(connection.tenant),
+        "name": connection.config_name,
+        "type": connection.engine.facts.chartbrew_name,
+        "subType": connection.sub_type,
+        "host": connection.host,
+        "port": str(connection.port),
+        "dbName": connection.database_name,
+        "username": connection.user_name,
+        "password": None,
+        "hasPassword": connection.has_password,
+        "connectionString": connection.masked_connection_string,
+        "srv": connection.options.get("srv") == "true",
+        "options": {key: value for key, value in connection.options.items() if key != "srv"},
+        "ssl": _ssl_on(connection),
+        "sslMode": ssl.mode.value if ssl else None,
+        "hasSslCa": bool(ssl and ssl.has_ca),
+        "hasSslCert": bool(ssl and ssl.has_cert),
+        "hasSslKey": bool(ssl and ssl.has_key),
+        "schema": schema_json(tables),
+        "createdAt": rfc3339(connection.created_at),
+        "updatedAt": rfc3339(connection.updated_at),
+    }
+
+
+def _team_id(tenant: str) -> int | str:
+    """Chartbrew's team ids are integers; a tenant that is one is answered as one."""
+    return int(tenant) if tenant.isascii() and tenant.isdigit() and len(tenant) < 19 else tenant
+
+
+def schema_json(tables: list[Table] | None) -> dict[str, Any] | None:
+    return None if tables is None else {"tables": tables_json(tables)}
+
+
+def test_answer(report: TestReport, tables: list[Table] | None = None) -> dict[str, Any]:
+    """A test's answer: the report, `success`, and the schema read after a successful one."""
+    return {"success": report.ok, **report.to_json(), "schema": schema_json(tables)}
+
+
+def duplicate_name(body: Mapping[str, Any], source: Connection) -> str:
+    problems = {name: "unknown field" for name in sorted(set(body) - {"name", "team_id"})}
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        problems["name"] = "must be a string of 3-100 characters"
+    if problems:
+        raise ValidationFailed(problems)
+    return name or f"{source.config_name} (copy)"
+
+
+# -- uploaded certificate files -----------------------------------------------------------------
+
+
+def pem_texts(files: Mapping[str, bytes]) -> dict[str, str]:
+    """Uploaded files (by Chartbrew name: sslCa, sslCert, sslKey) as canonical PEM texts (ca, cert, key).
+
+    Only that each is a non-empty text file is checked here; whether it is the right kind of PEM
+    is the domain's call.
+    """
+    texts: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    for name, content in files.items():
+        try:
+            text = content.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            problems[name] = "must be a PEM text file (a DER or other binary file is not accepted)"
+            continue
+        if not text.strip():
+            problems[name] = "is empty"
+        texts[PEM_FIELDS[name]] = text
+    if problems:
+        raise ValidationFailed(problems)
+    return texts

@@ -1,0 +1,1 @@
+"""The Lerian Reporter dialect (SPEC.md section 4)."""

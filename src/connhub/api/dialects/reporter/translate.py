@@ -1,0 +1,125 @@
+"""The Reporter dialect's translations: pure functions of dicts and domain values.
+
+A Reporter body is already in canonical field names (the domain's vocabulary), so it goes to the
+service as it is; what this module translates is the rest of a request (ids, filters, mapped
+fields) and every answer, rendered in Reporter's shape (never a secret). No HTTP, no service, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from connhub.api.dialects.formats import rfc3339, tables_json
+from connhub.domain.connection import Connection
+from connhub.domain.errors import ValidationFailed
+from connhub.domain.listing import Page
+from connhub.domain.reports import Table
+
+METADATA_PREFIX = "metadata."
+PAGING = ("page", "limit")
+
+
+# -- request -> domain values -------------------------------------------------------------------
+
+
+def connection_id(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise ValidationFailed({"id": "must be a UUID"}) from None
+
+
+def metadata_filters(params: Mapping[str, str]) -> dict[str, str]:
+    """`metadata.<key>=<value>` query parameters as {key: value}."""
+    return {
+        key.removeprefix(METADATA_PREFIX): value for key, value in params.items() if key.startswith(METADATA_PREFIX)
+    }
+
+
+def paging(params: Mapping[str, str]) -> dict[str, str]:
+    """Only the page and limit of a query (the unassigned list takes no filters)."""
+    return {name: value for name in PAGING if (value := params.get(name)) is not None}
+
+
+def mapped_fields(body: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
+    """The `mappedFields` of a validate-schema body: {dataSource: {table: [field, ...]}}."""
+    mapped = body.get("mappedFields")
+    problems = {name: "unknown field" for name in sorted(set(body) - {"mappedFields"})}
+    valid = isinstance(mapped, dict) and all(
+        isinstance(tables, dict)
+        and all(
+            isinstance(fields, list) and all(isinstance(f, str) for f in fields) for fields in tables.values()
+        )
+        for tables in mapped.values()
+    )
+    if not valid:
+        problems["mappedFields"] = "required: {dataSource: {table: [field, ...]}}"
+    if problems:
+        raise ValidationFailed(problems)
+    assert isinstance(mapped, dict)
+    return mapped
+
+
+# -- domain -> answers --------------------------------------------------------------------------
+
+
+def render(connection: Connection) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": str(connection.id),
+        "configName": connection.config_name,
+        "productName": connection.product_name or "",
+        "type": connection.engine.value,
+        "host": connection.host,
+        "port": connection.port,
+        "databaseName": connection.database_name,
+        "userName": connection.user_name,
+    }
+    if connection.schema is not None:
+        body["schema"] = connection.schema
+    if connection.ssl is not None:
+        ssl = connection.ssl
+        body["ssl"] = {
+            "mode": ssl.mode.value,
+            "hasCa": ssl.has_ca,
+            "hasCert": ssl.has_cert,
+            "hasKey": ssl.has_key,
+        }
+    if connection.metadata is not None:
+        body["metadata"] = connection.metadata
+    body["createdAt"] = rfc3339(connection.created_at)
+    body["updatedAt"] = rfc3339(connection.updated_at)
+    return body
+
+
+def render_page(found: Page[Connection]) -> dict[str, Any]:
+    return {
+        "items": [render(item) for item in found.items],
+        "page": found.page,
+        "limit": found.limit,
+        "total": found.total,
+        "nextCursor": found.next_cursor,
+    }
+
+
+def render_schema(connection: Connection, tables: list[Table]) -> dict[str, Any]:
+    return {
+        "id": str(connection.id),
+        "configName": connection.config_name,
+        "databaseName": connection.database_name,
+        "type": connection.engine.value,
+        "tables": tables_json(tables),
+    }
+
+
+def data_source(connection: Connection) -> dict[str, Any]:
+    return {
+        "id": connection.config_name,
+        "externalName": connection.database_name,
+        "type": connection.engine.data_source_type,
+    }
+
+
+def data_source_detail(connection: Connection, tables: list[Table]) -> dict[str, Any]:
+    return {**data_source(connection), "tables": tables_json(tables)}
