@@ -256,3 +256,31 @@ async def test_the_running_scheduler_checks_what_falls_due_and_stops(
         await hub.scheduler.stop()
         view = await health_of(http, connection_id)
         assert view["state"] == "down" and view["results"][0]["category"] == "PORT_CLOSED"
+
+
+async def test_chartbrew_answers_carry_the_health_state(
+    sqlite_url: str, health_settings: Callable[..., Settings]
+) -> None:
+    clock = FakeClock()
+    async with served(health_settings(sqlite_url), clock) as (http, hub):
+        assert hub.scheduler is not None
+        made = await http.post(
+            "/team/default/connections",
+            json={
+                "name": "warehouse",
+                "type": "postgres",
+                "host": "127.0.0.1",
+                "port": str(free_port()),
+                "dbName": "d",
+                "username": "u",
+                "password": "p",
+            },
+        )
+        assert made.status_code == 200 and made.json()["health"] == "unknown"
+        unassigned = (await http.get(f"{BASE}/unassigned")).json()["items"]
+        await hub.scheduler.run_once()
+        await check_when_due(http, hub, clock, unassigned[0]["id"])
+        # The clock moved past the status's 15 s: it is read again.
+        listed = (await http.get("/team/default/connections")).json()
+        assert [(item["name"], item["health"]) for item in listed] == [("warehouse", "down")]
+        assert (await http.get(f"/team/default/connections/{made.json()['id']}")).json()["health"] == "down"

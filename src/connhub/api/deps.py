@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from connhub.api.auth import Principal
 from connhub.api.http import hub, reader, writer
+from connhub.health.monitor import HealthMonitor
 from connhub.service import ConnectionService
 from connhub.store.repository import ConnectionRepository
 
@@ -25,7 +26,12 @@ async def repository(request: Request) -> ConnectionRepository:
     return hub(request).repository
 
 
+async def health(request: Request) -> HealthMonitor:
+    return hub(request).health
+
+
 ServiceDep = Annotated[ConnectionService, Depends(service)]
+HealthDep = Annotated[HealthMonitor, Depends(health)]
 RepositoryDep = Annotated[ConnectionRepository, Depends(repository)]
 Reader = Annotated[Principal, Depends(reader)]
 Writer = Annotated[Principal, Depends(writer)]

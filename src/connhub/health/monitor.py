@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +35,7 @@ class HealthMonitor:
         self.policy = policy
         self.audit: AuditLog = audit or NoAudit()
         self._now = now
-        self._states: dict[str, tuple[float, dict[int, HealthState]]] = {}  # tenant -> (read at, states)
+        self._states: dict[str, tuple[datetime, dict[int, HealthState]]] = {}  # tenant -> (read at, states)
 
     @property
     def scheduled(self) -> bool:
@@ -68,12 +67,13 @@ class HealthMonitor:
     async def states(self, tenant: str) -> Mapping[int, HealthState]:
         """The state of each of a tenant's connections by number (absent: unknown), as of at most
         STATES_TTL_S ago: one read a tenant every 15 s serves every answer that shows a status."""
-        read_at, states = self._states.get(tenant, (0.0, {}))
-        if time.monotonic() - read_at > STATES_TTL_S:
+        now = self._now()
+        read_at, states = self._states.get(tenant, (datetime.min.replace(tzinfo=UTC), {}))
+        if (now - read_at).total_seconds() > STATES_TTL_S:
             states = await self.store.states(tenant)
-            self._states[tenant] = (time.monotonic(), states)
+            self._states[tenant] = (now, states)
             if len(self._states) > 10_000:  # forget tenants read long ago rather than grow
-                self._states = {t: e for t, e in self._states.items() if time.monotonic() - e[0] <= STATES_TTL_S}
+                self._states = {t: e for t, e in self._states.items() if (now - e[0]).total_seconds() <= STATES_TTL_S}
         return states
 
     async def set_interval(self, connection: Connection, interval_s: int | None) -> None:

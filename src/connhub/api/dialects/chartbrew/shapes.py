@@ -5,7 +5,7 @@ The rules live in the domain and in translate.py; these models only document the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -61,6 +61,9 @@ class ChartbrewConnection(BaseModel):
     schema_: dict[str, list[TableOut]] | None = Field(alias="schema", description="cached discovered schema")
     createdAt: str
     updatedAt: str
+    health: Literal["up", "down", "unknown"] = Field(
+        description="scheduled health (CONNHUB_HEALTH_INTERVAL_S): the last check's outcome, or unknown"
+    )
 
 
 class Removed(BaseModel):
