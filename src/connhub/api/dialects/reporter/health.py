@@ -130,7 +130,8 @@ async def health(request: Request, id: str, principal: Reader) -> Json:
 )
 async def set_health(request: Request, id: str, principal: Writer) -> Json:
     monitor = hub(request).health
-    interval = monitor.parse_settings(await json_object(request))
+    # Another tenant's record is a 404 before anything about the body is said.
     connection = await hub(request).service.get(principal.tenant, connection_id(id))
+    interval = monitor.parse_settings(await json_object(request))
     await monitor.set_interval(connection, interval)
     return Json(render(await monitor.view(connection)))
