@@ -25,6 +25,7 @@ class Options:
     fill_api_s: float  # at most this long creating through the API; the rest of the rows by SQL
     pg_admin_url: str
     quick: bool
+    check: bool  # a MISS verdict makes the exit status non-zero (EXIT_MISSED)
     output: Path | None
 
 
@@ -47,6 +48,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         fill_api_s=args.fill_api_s if args.fill_api_s is not None else (60.0 if args.quick else 240.0),
         pg_admin_url=args.pg_admin_url,
         quick=args.quick,
+        check=args.check,
         output=args.output,
     )
 
@@ -58,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--quick", action="store_true", help="CI smoke: 2 s per measurement, 300 rows")
+    add("--check", action="store_true", help="exit 3 when any target is a MISS (figures are printed either way)")
     add("--duration", type=float, help="seconds per measurement [10; --quick 2]")
     add("--rows", type=int, help="connections that exist before the reads are measured [100000; --quick 300]")
     add("--stores", default=",".join(STORES), help="comma-separated: sqlite,postgresql [both]")

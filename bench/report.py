@@ -137,6 +137,16 @@ def verdicts(result: StoreResult) -> dict[str, dict[str, Any]]:
     return found
 
 
+def missed(run: Run) -> list[str]:
+    """`store: target` for every MISS verdict of the run."""
+    return [
+        f"{name}: {target.label}"
+        for name, result in run.stores.items()
+        for target in TARGETS
+        if (value := target.value(result)) is not None and not target.passes(value)
+    ]
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 

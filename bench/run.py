@@ -1,9 +1,9 @@
 """One command that measures Connhub against its ceilings: `python -m bench [--quick]`.
 
 For each store it starts `connhub serve` as a subprocess and drives it from this process with an
-aiohttp closed-loop load generator. Targets are reported (PASS/MISS), never asserted: the exit
-status is non-zero only when the benchmark itself could not run (a server that does not start,
-a store that cannot be reached, a measurement whose requests mostly fail).
+aiohttp closed-loop load generator. Targets are reported (PASS/MISS); the exit status is 1 when the
+benchmark itself could not run (a server that does not start, a store that cannot be reached, a
+measurement whose requests mostly fail), and with `--check` EXIT_MISSED when any target is a MISS.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import uvloop
 from bench import scenarios
 from bench.load import LoadError
 from bench.options import Options, parse_args
-from bench.report import Run, StoreResult, table, write_json
+from bench.report import Run, StoreResult, missed, table, write_json
 from bench.server import ServerError, clean_environment, generate_key, machine_busy_s, stop_all
 from bench.steps import BenchFailure, StoreRun, measure, progress, served
 from bench.stores import drop_all_databases, postgres_reachable
@@ -37,6 +37,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 FAILURES = (BenchFailure, ServerError, LoadError, subprocess.SubprocessError, psycopg.Error, OSError)
 MORE_CREATES_FOR_TWO_WORKERS = 1.10  # a second worker must earn its memory
 BUSY_WARNING_PCT = 25.0
+EXIT_MISSED = 3  # --check: the benchmark ran, and some target was missed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         drop_all_databases()
     print(table(run))
     print(f"results: {write_json(run, options.output or _default_output(options))}")
+    misses = missed(run)
+    if options.check and misses:
+        print(f"bench: --check: {len(misses)} target(s) missed: " + "; ".join(misses), file=sys.stderr)
+        return EXIT_MISSED
     return 0
 
 

@@ -1,18 +1,32 @@
-"""One settings object, read from CONNHUB_* environment variables (SPEC.md section 1)."""
+"""One settings object, read from CONNHUB_* environment variables (SPEC.md section 1).
+
+Every setting is checked here, when the object is made, so a bad one stops `connhub` before it
+listens: `load_settings` turns any problem into one `ConfigError` line naming the variable, and
+never quotes a value (a database URL or a key is a secret).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connhub.probes.guard import DEFAULT_DENY_CIDRS
+from connhub.probes.guard import DEFAULT_DENY_CIDRS, parse_cidrs, parse_dns_servers
+
+ENV_PREFIX = "CONNHUB_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_HS256_SECRET_BYTES = 32  # RFC 7518 section 3.2: a key at least as long as the hash output
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the text is one line naming the variable, without its value."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CONNHUB_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     database_url: str = "sqlite:///./.connhub/connhub.db"
     host: str = "127.0.0.1"
@@ -34,6 +48,7 @@ class Settings(BaseSettings):
     tests_per_minute: int = Field(10, ge=1)
     data_dir: Path = Path("./.connhub")
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     store_pool_size: int = Field(20, ge=1)  # at most this many store sessions per worker
     # Scheduled health checks (issue 18). Off by default: on, the server opens connections to every
     # stored host by itself, which its operator should choose (see README, Health).
@@ -57,13 +72,73 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_store(cls, value: str) -> str:
-        if not value.startswith(("sqlite", "postgresql", "postgres")):
-            raise ValueError("CONNHUB_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(value).get_backend_name()
+        except (ArgumentError, ValueError):
+            raise ValueError("is not a URL (expected sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB)") from None
+        if backend not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(f"names a {backend} store: it must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _key_ring(cls, value: str | None) -> str | None:
+        from connhub.secrets import KeyRing
+
+        if value is not None:
+            KeyRing.parse(value)  # its errors name key ids, never key material
+        return value
+
+    @field_validator("probe_deny_cidrs", "probe_allow_cidrs")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        parse_cidrs(value)
+        return value
+
+    @field_validator("probe_dns_servers")
+    @classmethod
+    def _dns_servers(cls, value: str) -> str:
+        parse_dns_servers(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError("must be one of " + ", ".join(LOG_LEVELS))
+        return value.upper()
+
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _public_key_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        try:
+            load_pem_public_key(value.read_bytes())
+        except OSError as problem:
+            raise ValueError(f"cannot read {value.resolve()}: {problem.strerror or problem}") from None
+        except (ValueError, TypeError):
+            raise ValueError(f"{value.resolve()} holds no PEM public key (RSA or EC)") from None
         return value
 
     @property
     def key_file(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The embedded store's file, absolute; None for PostgreSQL or an in-memory SQLite."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database).resolve()
 
     def production_problems(self) -> list[str]:
         """What production refuses to start without, by setting name."""
@@ -78,12 +153,48 @@ class Settings(BaseSettings):
             problems.append("CONNHUB_JWT_SECRET or CONNHUB_JWT_PUBLIC_KEY is not set")
         return problems
 
-    def development_warnings(self) -> list[str]:
+    def startup_warnings(self) -> list[str]:
+        """Defaults and weak settings in force that a person should know about."""
         warnings = []
         if not self.encryption_keys:
-            warnings.append(f"CONNHUB_ENCRYPTION_KEYS unset: using the development key in {self.key_file}")
+            warnings.append(f"CONNHUB_ENCRYPTION_KEYS unset: using the development key in {self.key_file.resolve()}")
         if self.auth == "disabled":
             warnings.append("CONNHUB_AUTH=disabled: every request acts for tenant 'default'")
+            if not _is_loopback(self.host):
+                warnings.append(
+                    f"CONNHUB_AUTH=disabled while listening on {self.host}, not a loopback address: "
+                    "anyone who can reach it can read and change every connection"
+                )
+        hs256 = self.auth == "jwt" and self.jwt_secret and not self.jwt_public_key
+        if hs256 and len((self.jwt_secret or "").encode()) < MIN_HS256_SECRET_BYTES:
+            warnings.append(
+                f"CONNHUB_JWT_SECRET is shorter than {MIN_HS256_SECRET_BYTES} bytes: "
+                "an HS256 secret that short can be guessed offline from one token"
+            )
         if self.database_url.startswith("sqlite"):
             warnings.append("embedded SQLite store: fine for one host; use PostgreSQL in production")
         return warnings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment and `overrides`, or one ConfigError line naming what is wrong."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as problems:
+        raise ConfigError("; ".join(_described(error) for error in problems.errors())) from None
+
+
+def _described(error: Any) -> str:
+    """`CONNHUB_NAME: what is wrong`, from pydantic's error, without its `input` (maybe a secret)."""
+    name = ENV_PREFIX + "_".join(str(part) for part in error.get("loc", ())).upper()
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    return f"{name}: {message}"

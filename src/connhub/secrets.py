@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import os
 import secrets as random
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +56,10 @@ class KeyRing:
     def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
         if not keys:
             raise KeyRingError("at least one key is needed")
+        # A repeated id would make two keys answer to one name: secrets sealed under one open with the other.
+        repeated = sorted(key_id for key_id, count in Counter(key_id for key_id, _ in keys).items() if count > 1)
+        if repeated:
+            raise KeyRingError(f"key id {repeated[0]!r} appears more than once (each key needs its own id)")
         for key_id, key in keys:
             if not key_id or len(key_id.encode()) > 255 or ":" in key_id or "," in key_id:
                 raise KeyRingError(f"invalid key id {key_id!r}")
@@ -123,10 +129,23 @@ def _split(blob: bytes) -> tuple[str, bytes, bytes]:
     return key_id, blob[end : end + NONCE_BYTES], blob[end + NONCE_BYTES :]
 
 
-def new_key_entry(key_id: str | None = None) -> str:
-    """A fresh `KEY_ID:BASE64` entry; the default id carries the date for easy rotation."""
-    key_id = key_id or "k" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+def new_key_entry(key_id: str | None = None, taken: Collection[str] = ()) -> str:
+    """A fresh `KEY_ID:BASE64` entry whose id is none of `taken` (the ids of the ring in force).
+
+    The default id carries the time for easy rotation, with a suffix when that id is taken. An
+    explicit `key_id` that is taken is refused: reusing an id is how secrets become unreadable.
+    """
+    if key_id is None:
+        stamp = "k" + datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        key_id = next(candidate for candidate in _numbered(stamp) if candidate not in taken)
+    elif key_id in taken:
+        raise KeyRingError(f"key id {key_id!r} is already in the key ring in force; choose another")
     return f"{key_id}:{base64.b64encode(random.token_bytes(KEY_BYTES)).decode()}"
+
+
+def _numbered(stem: str) -> Iterator[str]:
+    yield stem
+    yield from (f"{stem}-{number}" for number in itertools.count(2))
 
 
 def development_key_ring(path: Path) -> KeyRing:

@@ -392,8 +392,13 @@ class ConnectionService:
 
     # -- keys ---------------------------------------------------------------------------------
 
-    async def rotate_keys(self, batch_size: int = 500) -> RotationResult:
-        """Re-seal every secret under the active key, batch by batch; safe to interrupt and rerun."""
+    async def rotate_keys(
+        self, batch_size: int = 500, progress: Callable[[RotationResult], None] | None = None
+    ) -> RotationResult:
+        """Re-seal every secret under the active key, batch by batch; safe to interrupt and rerun.
+
+        `progress` gets the counts so far after each batch.
+        """
         active = self.key_ring.active_id
         resealed: dict[str, int] = {}
         unreadable: dict[str, int] = {}
@@ -411,6 +416,8 @@ class ConnectionService:
                     resealed[secret.key_id] = resealed.get(secret.key_id, 0) + 1
                     by_tenant[secret.tenant] = by_tenant.get(secret.tenant, 0) + 1
             after = (batch[-1].connection_number, batch[-1].field)
+            if progress is not None:
+                progress(RotationResult(resealed, unreadable, active))
         for tenant, count in sorted(by_tenant.items()):  # each organization sees what moved of its own
             self.audit.record(tenant, Action.KEY_ROTATION, details={"activeKeyId": active, "resealed": count})
         return RotationResult(resealed, unreadable, active)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
 import httpx
 
-from tests.conftest import PRODUCT, seed_body
+from connhub.config import Settings
+from connhub.store.schema import migrate
+from tests.conftest import PRODUCT, client_for, seed_body
 
 
 async def test_health_readiness_version(sqlite_client: httpx.AsyncClient) -> None:
@@ -46,3 +52,28 @@ async def test_openapi_describes_every_operation(sqlite_client: httpx.AsyncClien
     assert body["$ref"].endswith("/ConnectionInput")
     assert "ConnectionInput" in document["components"]["schemas"]
     assert (await sqlite_client.get("/docs")).status_code == 200
+
+
+async def test_readiness_says_schema_behind_until_the_store_is_migrated(
+    sqlite_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    database = sqlite_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    async with client_for(make_settings(sqlite_url)) as http:
+        behind = await http.get("/readyz")
+        assert behind.status_code == 503
+        assert behind.json()["checks"]["schema"] == "behind"
+        assert behind.json()["message"].startswith("schema behind: the store is at schema revision 0001")
+        assert "run `connhub migrate`" in behind.json()["message"]
+        migrate(sqlite_url)
+        ready = await http.get("/readyz")  # a store behind is asked again at every call
+        assert ready.status_code == 200 and ready.json()["checks"]["schema"] == "ok"
+
+
+async def test_readiness_of_a_store_never_migrated_says_so(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    async with client_for(make_settings(f"sqlite:///{tmp_path / 'empty.db'}")) as http:
+        answer = await http.get("/readyz")
+    assert answer.status_code == 503 and "never been migrated" in answer.json()["message"]

@@ -14,8 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connhub.api.app import build_hub
-from connhub.config import Settings
+from connhub.config import ConfigError, Settings, load_settings
 from connhub.domain.reports import ErrorCategory
 from connhub.probes.base import ProbeFailure
 from connhub.probes.guard import DEFAULT_DENY_CIDRS, parse_cidrs, parse_dns_servers, resolve_checked
@@ -262,8 +261,7 @@ def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
 
 
 def test_a_bad_setting_stops_the_app_naming_the_variable(tmp_path: Path) -> None:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'connhub.db'}", data_dir=tmp_path, probe_dns_servers="dns.google"
-    )
-    with pytest.raises(ValueError, match=r"CONNHUB_PROBE_DNS_SERVERS: invalid DNS server 'dns.google'"):
-        build_hub(settings)
+    with pytest.raises(ConfigError, match=r"^CONNHUB_PROBE_DNS_SERVERS: invalid DNS server 'dns.google'"):
+        load_settings(
+            database_url=f"sqlite:///{tmp_path / 'connhub.db'}", data_dir=tmp_path, probe_dns_servers="dns.google"
+        )

@@ -29,6 +29,7 @@ import pytest
 
 from connhub.api.app import create_app
 from connhub.config import Settings
+from connhub.logs import RequestIdField, formatter
 from tests.conftest import truncate_pg
 from tests.reliability.conftest import Figures
 from tests.support.pki import self_signed
@@ -80,17 +81,22 @@ def leaks(text: str) -> list[str]:
 
 
 class CapturedLogs(logging.Handler):
-    """Every record of every logger, formatted with its arguments and traceback."""
+    """Every record of every logger, formatted with its arguments and traceback, and as `connhub
+    serve` writes it: its text line and its JSON line (extra fields included, such as the access
+    line's), with the request id its handler adds."""
 
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)
         self.lines: list[str] = []
         self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.served_as = (formatter("text"), formatter("json"))
+        self.addFilter(RequestIdField())
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(("httpx", "httpcore")):  # the test's own client, not the service
             return
         self.lines.append(self.format(record) + f" args={record.args!r}")
+        self.lines.extend(served.format(record) for served in self.served_as)
 
 
 @pytest.fixture
@@ -247,6 +253,8 @@ def test_no_canary_in_responses_logs_metrics_or_store(
     assert len(debug_logs.lines) > 100  # DEBUG logging really was on
     assert any(line.startswith("sqlalchemy.engine") for line in debug_logs.lines)
     assert any(line.startswith("uvicorn.access") for line in debug_logs.lines)
+    access_lines = [line for line in debug_logs.lines if '"logger":"connhub.access"' in line]
+    assert len(access_lines) >= len(answers)  # one JSON access line per request (and its text twin)
     leaked = [(line[:300], leaks(line)) for line in debug_logs.lines if leaks(line)]
     assert not leaked, leaked[:3]
     printed = capfd.readouterr()

@@ -11,13 +11,14 @@ from starlette.responses import Response
 
 from connhub import __version__, bootstrap
 from connhub.api import audit, errors, ops
+from connhub.api.access import RequestLog
 from connhub.api.acting import ActingContext
 from connhub.api.auth import Authenticator
 from connhub.api.dialects.chartbrew import routes as chartbrew
 from connhub.api.dialects.reporter import health
 from connhub.api.dialects.reporter import routes as reporter
+from connhub.api.docs import install_docs
 from connhub.api.http import BodyLimit, BodyTooLarge, Hub, UnsupportedMediaType
-from connhub.api.metrics import RequestMetrics
 from connhub.api.openapi import install_openapi
 from connhub.api.responses import Json
 from connhub.config import Settings
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         description="An organization's database connections: stored safely, tested live, described.",
         lifespan=lifespan,
         default_response_class=Json,
+        docs_url=None,  # api/docs.py serves /docs and /redoc from local assets
+        redoc_url=None,
     )
     app.state.hub = hub
     errors.install(app)
@@ -59,10 +62,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(chartbrew.router)
     app.include_router(audit.router)
     app.include_router(health.router)
-    install_openapi(app)
-    app.add_middleware(RequestMetrics)
+    install_openapi(app, bearer=settings.auth == "jwt")
+    install_docs(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(ActingContext)
+    app.add_middleware(RequestLog)  # outermost: its id and access line cover the body limit's 413 too
     return app
 
 

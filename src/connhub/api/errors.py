@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from connhub.api.responses import Json
 from connhub.domain import errors as domain
+from connhub.logs import request_id
 
 log = logging.getLogger("connhub.api")
 
@@ -62,7 +63,12 @@ def status_of(error: domain.ConnhubError) -> int:
 def problem(status: int, code: str, title: str, message: str, **extra: Any) -> Json:
     body: dict[str, Any] = {"code": code, "title": title, "message": message}
     body.update({name: value for name, value in extra.items() if value is not None})
-    return Json(body, status_code=status)
+    current = request_id.get()
+    if current is None:
+        return Json(body, status_code=status)
+    body["requestId"] = current
+    # Also set here, not only by the access middleware: a 500 is sent from outside it.
+    return Json(body, status_code=status, headers={"X-Request-Id": current})
 
 
 def http_problem(status: int, message: str, headers: dict[str, str] | None = None) -> Json:

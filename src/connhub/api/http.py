@@ -10,6 +10,7 @@ import orjson
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from connhub.api.access import TENANT_KEY
 from connhub.api.auth import AUDIT_READ, READ, WRITE, Authenticator, Principal
 from connhub.api.errors import http_problem
 from connhub.audit import acting
@@ -76,6 +77,7 @@ def hub(request: Request) -> Hub:
 def authorize(request: Request, scope: str) -> Principal:
     """The request's principal, if it holds `scope` (else Unauthorized / Forbidden)."""
     principal = hub(request).auth.principal(request)
+    request.scope[TENANT_KEY] = principal.tenant  # for the access line
     principal.require(scope)
     acting().subject = principal.subject
     return principal

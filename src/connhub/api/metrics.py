@@ -1,11 +1,10 @@
-"""Prometheus metrics of the HTTP surface. Labels are route templates and statuses, never values."""
+"""Prometheus metrics of the HTTP surface (recorded by connhub.api.access). Labels are route templates
+and statuses, never values."""
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 REQUESTS = Counter("connhub_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -16,32 +15,7 @@ LATENCY = Histogram(
 )
 
 
-class RequestMetrics:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = _route_template(scope)
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
-            LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
-
-
-def _route_template(scope: Scope) -> str:
+def route_template(scope: Scope) -> str:
     """The matched route's path template (bounded cardinality), or `unmatched`.
 
     The router records the route it matched in the scope it shares with us.

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from connhub import __version__
 from connhub.api.deps import RepositoryDep, ServiceDep
+from connhub.api.openapi import PUBLIC_TAG
 from connhub.api.responses import Json
 from connhub.domain.errors import StoreUnavailable
 
-router = APIRouter(tags=["Operations"])
+router = APIRouter(tags=[PUBLIC_TAG])  # openapi.py: no bearer token on these
 
 
-@router.get("/health", summary="Liveness")
+def _json(example: Mapping[str, object], schema: Mapping[str, object] | None = None) -> dict[str, object]:
+    return {"content": {"application/json": {"schema": schema or {"type": "object"}, "example": example}}}
+
+
+@router.get("/health", summary="Liveness", responses={200: {"description": "Alive", **_json({"status": "ok"})}})
 async def health() -> Json:
     return Json({"status": "ok"})
 
@@ -30,41 +37,68 @@ READINESS = {
 }
 
 
+READY = {"status": "ready", "checks": {"store": "ok", "schema": "ok", "keys": "ok"}}
+BEHIND = {
+    "status": "unready",
+    "checks": {"store": "ok", "schema": "behind", "keys": "ok"},
+    "message": "schema behind: the store is at schema revision 0004; this connhub needs revision 0005: "
+    "run `connhub migrate`",
+}
+
+
 @router.get(
     "/readyz",
-    summary="Readiness: the store answers and every key in use is loaded",
+    summary="Readiness: the store answers at this version's schema and every key in use is loaded",
     responses={
-        200: {"description": "Ready", "content": {"application/json": {"schema": READINESS}}},
-        503: {"description": "Not ready (the body says why)", "content": {"application/json": {"schema": READINESS}}},
+        200: {"description": "Ready", **_json(READY, READINESS)},
+        503: {"description": "Not ready (the body says why)", **_json(BEHIND, READINESS)},
     },
 )
 async def readyz(service: ServiceDep, repository: RepositoryDep) -> Json:
     checks: dict[str, object] = {}
+    problems: list[str] = []
     try:
         await repository.ping()
-        missing = await service.missing_key_ids()
         checks["store"] = "ok"
+        behind = await repository.revision.behind()
+        checks["schema"] = "behind" if behind else "ok"
+        problems += [f"schema behind: {behind}"] if behind else []
+        # An older schema cannot answer the key query (nor any other): only ask at the current one.
+        missing = [] if behind else await service.missing_key_ids()
         checks["keys"] = "ok" if not missing else {"missing": missing}
+        if missing:
+            problems.append("stored secrets are sealed under key id(s) not loaded: " + ", ".join(missing))
     except StoreUnavailable:
         checks["store"] = "unavailable"
-        missing = []
-    ready = checks["store"] == "ok" and not missing
+    ready = checks["store"] == "ok" and not problems
     body = {"status": "ready" if ready else "unready", "checks": checks}
-    if missing:
-        body["message"] = "stored secrets are sealed under key id(s) not loaded: " + ", ".join(missing)
+    if problems:
+        body["message"] = "; ".join(problems)
     return Json(body, status_code=200 if ready else 503)
+
+
+METRICS_EXAMPLE = 'connhub_http_requests_total{method="GET",route="/health",status="200"} 42.0\n'
 
 
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "description": "Prometheus text",
+            "content": {"text/plain": {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}},
+        }
+    },
 )
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/version", summary="Build version")
+@router.get(
+    "/version",
+    summary="Build version",
+    responses={200: {"description": "Version", **_json({"name": "connhub", "version": __version__})}},
+)
 async def version() -> Json:
     return Json({"name": "connhub", "version": __version__})

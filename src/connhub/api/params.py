@@ -25,6 +25,8 @@ class Parameter:
     where: Literal["header", "query"]
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
     description: str = ""
+    required: bool = False  # documented as required; the route (the domain) still checks it
+    example: str | None = None
 
     def text(self, request: Request) -> str | None:
         source = request.headers if self.where == "header" else request.query_params
@@ -38,9 +40,13 @@ class Parameter:
         raise ValidationFailed({self.name: "must be true or false"})
 
     def openapi(self) -> dict[str, Any]:
-        return {"name": self.name, "in": self.where, "required": False, "schema": self.schema} | (
-            {"description": self.description} if self.description else {}
-        )
+        documented: dict[str, Any] = {"name": self.name, "in": self.where, "required": self.required}
+        documented["schema"] = self.schema
+        if self.description:
+            documented["description"] = self.description
+        if self.example is not None:
+            documented["example"] = self.example
+        return documented
 
 
 def documented(*parameters: Parameter, **extra: Any) -> dict[str, Any]:

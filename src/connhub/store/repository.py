@@ -48,6 +48,7 @@ from connhub.domain.listing import Cursor, ListQuery, Page
 from connhub.store.batching import Batcher
 from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.group_update import GroupUpdate, PendingUpdate
+from connhub.store.revision import RevisionWatch
 from connhub.store.schema import async_url
 from connhub.store.tables import connection_health, connection_secrets, connections, idempotency_keys
 from connhub.store.totals import ListTotals
@@ -127,6 +128,7 @@ class ConnectionRepository:
         # has one writer at a time: there an update stays one short transaction).
         # Its one statement runs in a `_read` session: those autocommit, and one statement is atomic.
         self._updates = GroupUpdate(self._read) if engine.dialect.name == "postgresql" else None
+        self.revision = RevisionWatch(self._read)
         # SQLite has one writer at a time. Writers of this process queue here, in order, rather than
         # in SQLite's busy handler, which sleeps and retries (PATCH p99 1.4 s at concurrency 32).
         self._write_turn: AbstractAsyncContextManager[Any] = (

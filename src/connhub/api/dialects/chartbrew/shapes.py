@@ -7,14 +7,58 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from connhub.api.dialects.chartbrew.translate import PEM_FIELDS, SUPPORTED_TYPES
-from connhub.api.shapes import TableOut, TestReportOut
+from connhub.api.shapes import TABLE, TEST_REPORT, TableOut, TestReportOut
+
+# Examples for /docs (schemathesis sends the request ones too), from real answers of this version
+# with made-up values; tests/api/test_docs.py validates each against its model.
+CHARTBREW_INPUT: dict[str, Any] = {
+    "name": "production-db",
+    "type": "postgres",
+    "host": "db.example.com",
+    "port": "5432",
+    "dbName": "mydatabase",
+    "username": "dbuser",
+    "password": "secretpassword",
+    "ssl": True,
+    "sslMode": "require",
+}
+CHARTBREW_CONNECTION: dict[str, Any] = {
+    "id": 1,
+    "team_id": "default",
+    "name": "production-db",
+    "type": "postgres",
+    "subType": None,
+    "host": "db.example.com",
+    "port": "5432",
+    "dbName": "mydatabase",
+    "username": "dbuser",
+    "password": None,
+    "hasPassword": True,
+    "connectionString": None,
+    "srv": False,
+    "options": {},
+    "ssl": True,
+    "sslMode": "require",
+    "hasSslCa": False,
+    "hasSslCert": False,
+    "hasSslKey": False,
+    "schema": {"tables": [TABLE]},
+    "createdAt": "2026-12-03T09:30:50.608Z",
+    "updatedAt": "2026-12-03T09:30:50.608Z",
+}
+REMOVED: dict[str, Any] = {"removed": True}
+DUPLICATE_INPUT: dict[str, Any] = {"name": "production-db (copy)"}
+CHARTBREW_TEST_RESULT: dict[str, Any] = {"success": True, **TEST_REPORT, "schema": {"tables": [TABLE]}}
 
 
 class ChartbrewConnectionInput(BaseModel):
     """A Chartbrew connection body. Absent fields keep their value on PUT; `null` clears."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [CHARTBREW_INPUT]})
+
 
     name: str | None = Field(None, description="= configName; 3-100 characters, unique in the team")
     type: str | None = Field(None, description=f"one of {SUPPORTED_TYPES}")
@@ -39,6 +83,8 @@ class ChartbrewConnectionInput(BaseModel):
 
 
 class ChartbrewConnection(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [CHARTBREW_CONNECTION]})
+
     id: int
     team_id: int | str
     name: str
@@ -67,14 +113,20 @@ class ChartbrewConnection(BaseModel):
 
 
 class Removed(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [REMOVED]})
+
     removed: bool
 
 
 class DuplicateInput(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [DUPLICATE_INPUT]})
+
     name: str | None = Field(None, description="the copy's name; default: '<name> (copy)'")
 
 
 class ChartbrewTestResult(TestReportOut):
+    model_config = ConfigDict(json_schema_extra={"examples": [CHARTBREW_TEST_RESULT]})
+
     success: bool
     schema_: dict[str, list[TableOut]] | None = Field(None, alias="schema")
 

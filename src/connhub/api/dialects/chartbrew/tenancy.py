@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
+from connhub.api.access import TENANT_KEY
 from connhub.api.auth import READ, WRITE, Principal
 from connhub.api.http import authorize, hub
 from connhub.domain.errors import Forbidden
@@ -32,6 +33,7 @@ def _team_principal(request: Request, team_id: str, scope: str) -> Principal:
     principal = authorize(request, scope)
     if authenticator.enabled and principal.tenant != team_id:
         raise Forbidden("the token's organization is not this team")
+    request.scope[TENANT_KEY] = team_id  # the access line names the tenant served: with auth off, the team
     return Principal(team_id, principal.scopes)
 
 

@@ -19,14 +19,22 @@ from connhub.api.openapi import errors, json_body
 from connhub.api.params import Parameter, documented
 from connhub.api.responses import Json
 from connhub.api.shapes import TestReportOut
-from connhub.domain.connection import Connection, validate_idempotency_key, validate_product_name
+from connhub.domain.connection import PRODUCT_NAME, Connection, validate_idempotency_key, validate_product_name
 from connhub.domain.engines import Engine
 from connhub.domain.listing import MAX_LIMIT, MAX_PAGE, parse_list_query
 
 router = APIRouter(tags=["Connections (Reporter)"])
 BASE = "/v1/management/connections"
 
-PRODUCT = Parameter("X-Product-Name", "header", description="1-100 of [a-zA-Z0-9_-], trimmed and lower-cased")
+PRODUCT = Parameter(
+    "X-Product-Name",
+    "header",
+    {"type": "string", "pattern": PRODUCT_NAME.pattern},
+    "1-100 of [a-zA-Z0-9_-], trimmed and lower-cased",
+    example="my-product",
+)
+# Create and assign refuse a request without it (validate_product_name); the list takes it as a filter.
+REQUIRED_PRODUCT = replace(PRODUCT, required=True)
 IDEMPOTENCY = Parameter("X-Idempotency", "header", {"type": "string", "maxLength": 200}, "a repeat answers the first")
 IF_MATCH = Parameter("If-Match", "header", description="the ETag read: a stale one is a 412")
 VALIDATE = Parameter(
@@ -65,7 +73,7 @@ def one(connection: Connection, status: int = 200) -> Json:
     BASE,
     status_code=201,
     summary="Create a connection",
-    openapi_extra=documented(VALIDATE, PRODUCT, IDEMPOTENCY, **json_body(shapes.ConnectionInput)),
+    openapi_extra=documented(VALIDATE, REQUIRED_PRODUCT, IDEMPOTENCY, **json_body(shapes.ConnectionInput)),
     responses={201: {"model": shapes.ConnectionOut}, **errors(400, 401, 403, 409, 413, 415, 422, 503)},
 )
 async def create(request: Request, principal: Writer, service: ServiceDep) -> Json:
@@ -193,7 +201,7 @@ async def schema(request: Request, id: str, principal: Reader, service: ServiceD
 @router.post(
     BASE + "/{id}/assign",
     summary="Assign an unassigned connection to the product in X-Product-Name",
-    openapi_extra=documented(PRODUCT),
+    openapi_extra=documented(REQUIRED_PRODUCT),
     responses={200: {"model": shapes.ConnectionOut}, **errors(400, 401, 403, 404, 409, 503)},
 )
 async def assign(request: Request, id: str, principal: Writer, service: ServiceDep) -> Json:

@@ -6,16 +6,61 @@ and fuzzers know the contract. Responses are rendered by hand (translate.py) for
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from connhub.api.shapes import TableOut
+from connhub.api.shapes import TABLE, TableOut
 from connhub.domain.engines import Engine
 
 # Documented as the Literal it was: an inline enum of the Engine values (bodies are checked by the domain).
 EngineName = Annotated[str, WithJsonSchema({"enum": [engine.value for engine in Engine], "type": "string"})]
 SslModeName = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+# Examples for /docs (schemathesis sends the request ones too), from real answers of this version
+# with made-up values; tests/api/test_docs.py validates each against its model.
+CONNECTION_ID = "01a23b3e-0770-71aa-abaf-693aa4a1e10c"
+WHEN = "2026-12-03T09:30:50.608Z"
+CONNECTION_INPUT: dict[str, Any] = {
+    "configName": "production-db",
+    "type": "POSTGRESQL",
+    "host": "db.example.com",
+    "port": 5432,
+    "databaseName": "mydatabase",
+    "userName": "dbuser",
+    "password": "secretpassword",
+    "schema": "public",
+    "ssl": {"mode": "require"},
+    "metadata": {"team": "data-engineering"},
+}
+CONNECTION_UPDATE: dict[str, Any] = {"port": 6432, "metadata": {"team": "analytics"}, "schema": None}
+CONNECTION: dict[str, Any] = {
+    "id": CONNECTION_ID,
+    "configName": "production-db",
+    "productName": "my-product",
+    "type": "POSTGRESQL",
+    "host": "db.example.com",
+    "port": 5432,
+    "databaseName": "mydatabase",
+    "userName": "dbuser",
+    "schema": "public",
+    "ssl": {"mode": "require", "hasCa": False, "hasCert": False, "hasKey": False},
+    "metadata": {"team": "data-engineering"},
+    "createdAt": WHEN,
+    "updatedAt": WHEN,
+}
+CONNECTION_LIST: dict[str, Any] = {"items": [CONNECTION], "page": 1, "limit": 50, "total": 1, "nextCursor": None}
+SCHEMA: dict[str, Any] = {
+    "id": CONNECTION_ID,
+    "configName": "production-db",
+    "databaseName": "mydatabase",
+    "type": "POSTGRESQL",
+    "tables": [TABLE],
+}
+VALIDATE_SCHEMA_INPUT: dict[str, Any] = {"mappedFields": {"production-db": {"orders": ["id", "total"]}}}
+VALID_SCHEMA: dict[str, Any] = {"status": "valid"}
+DATA_SOURCE: dict[str, Any] = {"id": "production-db", "externalName": "mydatabase", "type": "postgresql"}
+DATA_SOURCE_DETAIL: dict[str, Any] = {**DATA_SOURCE, "tables": [TABLE]}
 
 
 class Strict(BaseModel):
@@ -30,6 +75,8 @@ class SslInput(Strict):
 
 
 class ConnectionInput(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [CONNECTION_INPUT]})
+
     configName: str = Field(min_length=3, max_length=100)
     type: EngineName
     host: str = Field(max_length=253)
@@ -46,6 +93,8 @@ class ConnectionInput(Strict):
 
 
 class ConnectionUpdate(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [CONNECTION_UPDATE]})
+
     configName: str | None = Field(None, min_length=3, max_length=100)
     type: EngineName | None = None
     host: str | None = Field(None, max_length=253)
@@ -67,6 +116,8 @@ class SslOut(BaseModel):
 
 
 class ConnectionOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [CONNECTION]})
+
     id: str
     configName: str
     productName: str | None = None
@@ -83,6 +134,8 @@ class ConnectionOut(BaseModel):
 
 
 class ConnectionList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [CONNECTION_LIST]})
+
     items: list[ConnectionOut]
     page: int
     limit: int
@@ -91,6 +144,8 @@ class ConnectionList(BaseModel):
 
 
 class SchemaOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [SCHEMA]})
+
     id: str
     configName: str
     databaseName: str
@@ -99,18 +154,26 @@ class SchemaOut(BaseModel):
 
 
 class ValidateSchemaInput(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [VALIDATE_SCHEMA_INPUT]})
+
     mappedFields: dict[str, dict[str, list[str]]]
 
 
 class ValidSchema(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [VALID_SCHEMA]})
+
     status: Literal["valid"]
 
 
 class DataSource(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [DATA_SOURCE]})
+
     id: str
     externalName: str
     type: str
 
 
 class DataSourceDetail(DataSource):
+    model_config = ConfigDict(json_schema_extra={"examples": [DATA_SOURCE_DETAIL]})
+
     tables: list[TableOut]
