@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from connhub.api.auth import Principal
 from connhub.api.dialects.formats import rfc3339
@@ -33,9 +33,7 @@ class AuditEntryOut(BaseModel):
     id: int
     at: str
     tenant: str
-    action: Literal[
-        "create", "update", "delete", "test", "schema_read", "assign", "file_upload", "key_rotation"
-    ]
+    action: Literal["create", "update", "delete", "test", "schema_read", "assign", "file_upload", "key_rotation"]
     connectionId: str | None
     actor: str | None
     requestId: str | None
@@ -45,9 +43,31 @@ class AuditEntryOut(BaseModel):
     details: dict[str, str | int | None]
 
 
+AUDIT_EXAMPLE: dict[str, Any] = {
+    "items": [
+        {
+            "id": 42,
+            "at": "2026-12-03T09:30:50.608Z",
+            "tenant": "acme",
+            "action": "update",
+            "connectionId": "01938f2e-8a4b-7c3d-9e1f-2a3b4c5d6e7f",
+            "actor": "alice@acme",
+            "requestId": "4bf92f3577b34da6",
+            "dialect": "reporter",
+            "source": "10.0.0.7",
+            "fields": ["metadata", "password"],
+            "details": {},
+        }
+    ],
+    "nextCursor": "YXVkaXQ6NDI",
+}
+
+
 class AuditPageOut(BaseModel):
     items: list[AuditEntryOut]
     nextCursor: str | None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [AUDIT_EXAMPLE]})
 
 
 def render(entry: AuditEntry) -> dict[str, Any]:

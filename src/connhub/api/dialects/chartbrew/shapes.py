@@ -48,6 +48,7 @@ CHARTBREW_CONNECTION: dict[str, Any] = {
     "schema": {"tables": [TABLE]},
     "createdAt": "2026-12-03T09:30:50.608Z",
     "updatedAt": "2026-12-03T09:30:50.608Z",
+    "health": "up",
 }
 REMOVED: dict[str, Any] = {"removed": True}
 DUPLICATE_INPUT: dict[str, Any] = {"name": "production-db (copy)"}

@@ -6,14 +6,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from connhub.api.deps import Reader, Writer
 from connhub.api.dialects.formats import rfc3339
 from connhub.api.dialects.reporter.routes import BASE
 from connhub.api.dialects.reporter.translate import connection_id
 from connhub.api.http import hub, json_object
-from connhub.api.openapi import errors
+from connhub.api.openapi import errors, json_body
 from connhub.api.params import Parameter, documented
 from connhub.api.responses import Json
 from connhub.domain.errors import ValidationFailed
@@ -24,6 +24,32 @@ router = APIRouter(tags=["Connections (Reporter)"])
 RESULTS = Parameter(
     "results", "query", {"type": "integer", "minimum": 1, "maximum": MAX_RESULTS, "default": 20}, "last N results"
 )
+
+
+RESULT_EXAMPLE: dict[str, Any] = {
+    "checkedAt": "2026-12-03T09:14:00.000Z",
+    "status": "down",
+    "category": "AUTH_FAILED",
+    "latencyMs": 3.2,
+    "serverVersion": "15.4",
+    "certificateExpiresAt": None,
+}
+HEALTH_EXAMPLE: dict[str, Any] = {
+    "id": "01938f2e-8a4b-7c3d-9e1f-2a3b4c5d6e7f",
+    "state": "down",
+    "since": "2026-12-03T09:12:00.000Z",
+    "lastCheckedAt": "2026-12-03T09:14:00.000Z",
+    "nextCheckAt": "2026-12-03T09:16:07.000Z",
+    "intervalS": 60,
+    "ownIntervalS": None,
+    "breaker": {"open": True, "consecutiveFailures": 3},
+    "certificateExpiresAt": None,
+    "windows": {
+        "24h": {"checks": 1440, "uptime": 0.9979, "latencyP50Ms": 4.1, "latencyP95Ms": 9.8},
+        "7d": {"checks": 10080, "uptime": 0.9997, "latencyP50Ms": 4.0, "latencyP95Ms": 9.1},
+    },
+    "results": [RESULT_EXAMPLE],
+}
 
 
 class WindowOut(BaseModel):
@@ -60,9 +86,15 @@ class HealthOut(BaseModel):
     windows: dict[str, WindowOut]
     results: list[ResultOut]
 
+    model_config = ConfigDict(json_schema_extra={"examples": [HEALTH_EXAMPLE]})
+
 
 class HealthSettingsIn(BaseModel):
+    """The connection's own interval: seconds, 0 (never checked) or null (CONNHUB_HEALTH_INTERVAL_S)."""
+
     intervalS: int | None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"intervalS": 600}]})
 
 
 def _instant(moment: datetime | None) -> str | None:
@@ -120,12 +152,7 @@ async def health(request: Request, id: str, principal: Reader) -> Json:
 @router.put(
     BASE + "/{id}/health",
     summary="Set a connection's own check interval (seconds; 0 never; null the default)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": HealthSettingsIn.model_json_schema()}},
-        }
-    },
+    openapi_extra=json_body(HealthSettingsIn),
     responses={200: {"model": HealthOut}, **errors(400, 401, 403, 404, 413, 415, 503)},
 )
 async def set_health(request: Request, id: str, principal: Writer) -> Json:
