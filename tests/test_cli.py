@@ -264,7 +264,7 @@ async def test_keys_rotate_prints_plain_lines_off_a_terminal_and_a_count_per_key
     assert "\r" not in result.stdout
     assert result.stdout.splitlines() == [
         "3 secret(s) to re-encrypt",
-        "re-encrypted 3/3",
+        "progress: 3/3 secret(s)",
         "active key: new",
         "re-encrypted 3 secret(s) from key old",
     ]
@@ -298,5 +298,5 @@ async def test_keys_rotate_shows_a_counter_in_place_on_a_terminal(tmp_path: Path
     os.close(leader)
     assert process.wait(timeout=60) == 0
     text = shown.decode()
-    assert "\rre-encrypting: 1/3" in text and "\rre-encrypting: 3/3" in text
+    assert "\rprogress: 1/3 secret(s)" in text and "\rprogress: 3/3 secret(s)" in text
     assert "re-encrypted 3 secret(s) from key old" in text

@@ -100,7 +100,9 @@ def test_a_live_test_and_a_schema(server_url: str) -> None:
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert tested.stdout.splitlines()[0].split() == ["status", "success"]
     described = conn(server_url, "schema", "cli-live")
-    assert described.returncode == 0 and described.stdout.split()[:5] == ["TABLE", "COLUMN", "TYPE", "NULL", "KEY"]
+    words = described.stdout.split()
+    assert described.returncode == 0
+    assert words[:5] == ["TABLE", "COLUMN", "TYPE", "NULL", "KEY"] or words[:3] == ["no", "tables", "in"]
     assert conn(server_url, "rm", "cli-live").returncode == 0
 
 

@@ -302,7 +302,9 @@ def _operator() -> str | None:
 
 
 class RotationProgress:
-    """A counter updated in place on a terminal; plain lines, one per thousand or so, otherwise."""
+    """A counter updated in place on a terminal; plain lines, one per thousand or so, otherwise.
+
+    Progress lines start with `progress:`, never `re-encrypted`: scripts read the final counts."""
 
     def __init__(self, out: Any) -> None:
         self.out = out
@@ -318,10 +320,10 @@ class RotationProgress:
     def update(self, so_far: RotationResult) -> None:
         done = sum(so_far.resealed.values()) + sum(so_far.unreadable.values())
         if self.on_terminal:
-            self.out.write(f"\rre-encrypting: {done}/{self.total}")
+            self.out.write(f"\rprogress: {done}/{self.total} secret(s)")
         elif done - self._last_line >= PLAIN_PROGRESS_EVERY or done == self.total:
             self._last_line = done
-            self.out.write(f"re-encrypted {done}/{self.total}\n")
+            self.out.write(f"progress: {done}/{self.total} secret(s)\n")
         self.out.flush()
 
     def finish(self, result: RotationResult) -> None:

@@ -301,7 +301,7 @@ def schema(api: Api, args: argparse.Namespace) -> int:
         for column in table["columns"]
     ]  # fmt: skip
     columns = (("TABLE", "table"), ("COLUMN", "column"), ("TYPE", "type"), ("NULL", "null"), ("KEY", "key"))
-    print(table(columns, rows))
+    print(table(columns, rows) if rows else f"no tables in {found['databaseName']}")
     return 0
 
 

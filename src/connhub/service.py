@@ -6,13 +6,14 @@ both API dialects call these functions with canonical field mappings and get dom
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal
 from uuid import UUID
 
 from uuid6 import uuid7
@@ -29,6 +30,7 @@ from connhub.domain.connection import (
 )
 from connhub.domain.errors import (
     AlreadyAssigned,
+    ConnhubError,
     IdempotencyKeyTaken,
     IdempotencyMismatch,
     NameTaken,
@@ -44,11 +46,9 @@ from connhub.domain.listing import MAX_LIMIT, ListQuery, Page, SortBy, SortOrder
 from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
+from connhub.row_writes import RowState, RowWrites
 from connhub.secrets import Binding, KeyRing, SecretUnreadable, key_id_of, request_digest
 from connhub.store.repository import ConnectionRepository, IdempotencyRecord, Sealed
-from connhub.write_turns import WriteTurns
-
-T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -115,6 +115,39 @@ class SchemaCache:
         self._entries.pop(connection_id, None)
 
 
+@dataclass(frozen=True)
+class RowWrite:
+    """A write of one connection, as its caller asked it: an update (`patch`), a delete or an assign."""
+
+    connection: Connection  # as the caller read it
+    if_match: str | None = None
+    patch: Mapping[str, Any] | None = None
+    delete: bool = False
+    product_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write left in the store; handed to the next writer of that connection in this process."""
+
+    connection: Connection
+    secrets: Mapping[str, str] | None = None  # its secrets in clear, when the writer had them all
+    deleted: bool = False
+
+
+RowQueue = RowState[RowWrite, Written, Written]
+
+
+@dataclass(frozen=True)
+class Folded:
+    """Consecutive updates of one connection, applied and stored once: an outcome per writer, or
+    why to retry (`stale`: another process wrote first; `split`: serve the writers one by one)."""
+
+    outcomes: list[Written | Exception] = dataclasses.field(default_factory=list)
+    written: Written | None = None
+    retry: Literal["stale", "split"] | None = None
+
+
 class ConnectionService:
     def __init__(
         self,
@@ -132,7 +165,7 @@ class ConnectionService:
         self.audit: AuditLog = audit or NoAudit()
         self.rate_limiter = TestRateLimiter(tests_per_minute)
         self.schema_cache = SchemaCache(schema_cache_ttl_s)
-        self._write_turns: WriteTurns[Connection] = WriteTurns()
+        self._row_writes: RowWrites[RowWrite, Written, Written] = RowWrites(self._serve_row)
 
     # -- create -------------------------------------------------------------------------------
 
@@ -225,106 +258,151 @@ class ConnectionService:
     async def update(
         self, tenant: str, connection: Connection, patch: Mapping[str, Any], if_match: str | None = None
     ) -> Connection:
-        """Apply `patch` (absent keeps, null clears) after the same validation as create."""
-        updated, changed = await self._update(tenant, connection, patch, if_match)
-        self.audit.record(tenant, Action.UPDATE, updated.id, fields=changed)
+        """Apply `patch` (absent keeps, null clears) after the same validation as create.
+
+        Concurrent updates of one connection are stored together (see `row_writes`): each is
+        applied in arrival order, and each answers the connection as that one stored write left it.
+        """
+        updated = await self._patched(connection, patch, if_match)
+        self.audit.record(tenant, Action.UPDATE, updated.id, fields=_changed_names(connection, updated, patch))
         return updated
 
-    async def _update(
-        self, tenant: str, connection: Connection, patch: Mapping[str, Any], if_match: str | None
-    ) -> tuple[Connection, set[str]]:
-        """The updated connection and the names of the fields whose value it changed."""
-        replaced = frozenset(_replaced_secrets(patch))
-        changed_names: set[str] = set()
-
-        async def attempt(current: Connection) -> Connection | None:
-            opened, stored = await self._open_secrets(current, replaced)
-            try:
-                spec = validate_spec(apply_patch(_fields_of(current, opened), patch))
-            except ValidationFailed:
-                # Judged on a stale read (a delete wiped the secrets meanwhile, say), the error would
-                # mislead: retry on the newest version (a 404 if it is gone).
-                if await self._changed_since_read(tenant, current):
-                    return None
-                raise
-            # Only secrets whose value changed are sealed and written again: a metadata patch
-            # leaves every stored ciphertext (still bound to this tenant, record and field) alone.
-            secrets = spec.secrets()
-            changed = {field: value for field, value in secrets.items() if opened.get(field) != value}
-            written = await self.repository.replace(
-                current,
-                spec,
-                _masked_uri(spec),
-                self._seal(tenant, current.id, changed),
-                (stored - secrets.keys()) | changed.keys(),
-                utc_now(),
-            )
-            if written is not None:
-                changed_names.update(_changed_names(_fields_of(current, opened), spec, replaced, stored))
-            return written
-
-        updated = await self._write_latest(tenant, connection, if_match, attempt)
+    async def _patched(self, connection: Connection, patch: Mapping[str, Any], if_match: str | None) -> Connection:
+        written = await self._row_writes.submit(connection.id, RowWrite(connection, if_match, patch=patch))
         self.schema_cache.drop(connection.id)
-        return updated, changed_names
+        return written.connection
 
     async def attach_ssl_files(
         self, tenant: str, connection: Connection, files: Mapping[str, str]
     ) -> Connection:
         """Store uploaded PEMs (`ca`, `cert`, `key`) in the connection's ssl settings."""
         mode = connection.ssl.mode.value if connection.ssl else "require"
-        updated, changed = await self._update(tenant, connection, {"ssl": {"mode": mode, **files}}, None)
-        self.audit.record(tenant, Action.FILE_UPLOAD, updated.id, fields=changed)
+        patch = {"ssl": {"mode": mode, **files}}
+        updated = await self._patched(connection, patch, None)
+        self.audit.record(tenant, Action.FILE_UPLOAD, updated.id, fields=_changed_names(connection, updated, patch))
         return updated
 
     async def delete(self, tenant: str, connection: Connection, if_match: str | None = None) -> None:
-        async def attempt(current: Connection) -> bool | None:
-            return await self.repository.soft_delete(current, utc_now()) or None
-
-        await self._write_latest(tenant, connection, if_match, attempt)
+        await self._row_writes.submit(connection.id, RowWrite(connection, if_match, delete=True))
         self.schema_cache.drop(connection.id)
         self.audit.record(tenant, Action.DELETE, connection.id)
 
     async def assign(self, tenant: str, connection: Connection, product_name: str) -> Connection:
-        async def attempt(current: Connection) -> Connection | None:
-            if current.product_name is not None:
-                raise AlreadyAssigned("the connection is already assigned to a product")
-            return await self.repository.assign_product(current, product_name, utc_now())
+        assign = RowWrite(connection, product_name=product_name)
+        written = await self._row_writes.submit(connection.id, assign)
+        self.audit.record(tenant, Action.ASSIGN, written.connection.id, fields=("productName",))
+        return written.connection
 
-        assigned = await self._write_latest(tenant, connection, None, attempt)
-        self.audit.record(tenant, Action.ASSIGN, assigned.id, fields=("productName",))
-        return assigned
+    # -- the one conflict policy of every write ------------------------------------------------
+    #
+    # Without If-Match the last writer wins: a write is redone on the newest version, never a 412.
+    # With If-Match only the version it names may be written: exactly one writer of a version wins,
+    # the others get 412. A connection deleted meanwhile is a 404. Writes of one connection in this
+    # process queue per connection (`row_writes`) and consecutive updates share one stored write;
+    # across processes the store's version check decides, and each lost round is another's win.
 
-    async def _changed_since_read(self, tenant: str, connection: Connection) -> bool:
-        """Whether the store holds a newer version of `connection` (NotFound when it is gone)."""
-        return (await self.repository.get(tenant, connection.id)).version != connection.version
+    async def _serve_row(self, row: RowQueue, batch: list[RowWrite]) -> list[Written | Exception]:
+        outcomes: list[Written | Exception] = []
+        start = 0
+        while start < len(batch):
+            end = start + 1
+            if batch[start].patch is not None:  # consecutive updates fold into one stored write
+                while end < len(batch) and batch[end].patch is not None:
+                    end += 1
+                outcomes += await self._updates(row, batch[start:end])
+            else:
+                outcomes.append(await _outcome(self._delete_or_assign(row, batch[start])))
+            start = end
+        return outcomes
 
-    async def _write_latest(
-        self,
-        tenant: str,
-        connection: Connection,
-        if_match: str | None,
-        attempt: Callable[[Connection], Awaitable[T | None]],
-    ) -> T:
-        """The one conflict policy of every write (update, delete, assign).
-
-        `attempt` writes over the version it is given and answers None when the store holds a newer
-        one. Without If-Match the last writer wins: the write is redone on the newest version, never
-        a 412. With If-Match only the version it names may be written: exactly one writer of a
-        version wins, the others get 412. Writers of one connection in this process take turns, so
-        they rarely meet in the store; a connection deleted meanwhile is a 404.
-        """
-        async with self._write_turns.take(connection.id) as turn:
-            # A writer of this process went first: build on what it wrote (unless the caller read newer).
-            if turn.latest is not None and turn.latest.version > connection.version:
-                connection = turn.latest
+    async def _updates(self, row: RowQueue, writes: list[RowWrite]) -> list[Written | Exception]:
+        """Apply `writes` in order on the newest version and store the result once."""
+        try:
+            base, known = _newest(row.latest, writes)
             while True:
-                _check_etag(connection, if_match)
-                written = await attempt(connection)
-                if written is not None:
-                    turn.latest = written if isinstance(written, Connection) else None
-                    return written
-                # Another process wrote in between (or deleted): each lost round is someone else's win.
-                connection = await self.repository.get(tenant, connection.id)
+                folded = await self._fold(base, known, writes)
+                if folded.retry == "split":  # serve the writers one by one, to tell who is refused
+                    return [outcome for write in writes for outcome in await self._updates(row, [write])]
+                if folded.retry == "stale":  # another process wrote first: redo on its version
+                    base, known = await self._newer(base), None
+                    continue
+                if folded.written is not None:
+                    row.latest = folded.written
+                return folded.outcomes
+        except NotFound as gone:
+            return [NotFound(gone.message) for _ in writes]
+
+    async def _fold(self, base: Connection, known: Mapping[str, str] | None, writes: list[RowWrite]) -> Folded:
+        """Each write applied in turn on `base`, the result stored once (or why it must be retried)."""
+        together = len(writes) > 1
+        # The first writer's replaced secrets need not open (it may be replacing one that no longer
+        # does); every later writer builds on the state it left.
+        try:
+            opened, stored = await self._open_secrets(base, frozenset(_replaced_secrets(writes[0].patch or {})), known)
+        except SecretsUnavailable as unreadable:
+            return Folded(retry="split") if together else Folded([unreadable])
+        state, spec, refused = _fields_of(base, opened), None, dict[int, Exception]()
+        for position, write in enumerate(writes):
+            try:
+                _check_etag(base, write.if_match, written_since=spec is not None)
+                merged = apply_patch(state, write.patch or {})
+                state, spec = merged, validate_spec(merged)
+            except PreconditionFailed as precondition:
+                refused[position] = precondition
+            except ValidationFailed as invalid:
+                # Judged on a stale read (a delete wiped the secrets meanwhile, say), it would mislead.
+                if (await self._newer(base)).version != base.version:
+                    return Folded(retry="stale")
+                if position == 0 and together:  # the others were opened for this one's patch
+                    return Folded(retry="split")
+                refused[position] = invalid
+        if spec is None:
+            return Folded([refused[position] for position in range(len(writes))])
+        try:
+            written = await self._store_update(base, spec, opened, stored)
+        except NameTaken as clash:
+            return Folded(retry="split") if together else Folded([clash])
+        if written is None:
+            return Folded(retry="stale")
+        return Folded([refused.get(position, written) for position in range(len(writes))], written)
+
+    async def _store_update(
+        self, base: Connection, spec: ConnectionSpec, opened: Mapping[str, str], stored: frozenset[str]
+    ) -> Written | None:
+        # Only secrets whose value changed are sealed and written again: a metadata patch leaves
+        # every stored ciphertext (still bound to this tenant, record and field) alone.
+        secrets = spec.secrets()
+        changed = {field: value for field, value in secrets.items() if opened.get(field) != value}
+        updated = await self.repository.replace(
+            base,
+            spec,
+            _masked_uri(spec),
+            self._seal(base.tenant, base.id, changed),
+            (stored - secrets.keys()) | changed.keys(),
+            utc_now(),
+        )
+        return None if updated is None else Written(updated, secrets)
+
+    async def _delete_or_assign(self, row: RowQueue, write: RowWrite) -> Written:
+        current, known = _newest(row.latest, [write])
+        while True:
+            _check_etag(current, write.if_match)
+            if write.delete:
+                deleted = await self.repository.soft_delete(current, utc_now())
+                written = Written(current, deleted=True) if deleted else None
+            else:
+                if current.product_name is not None:
+                    raise AlreadyAssigned("the connection is already assigned to a product")
+                assigned = await self.repository.assign_product(current, write.product_name or "", utc_now())
+                written = None if assigned is None else Written(assigned, known)  # the secrets are unchanged
+            if written is not None:
+                row.latest = written
+                return written
+            current, known = await self._newer(current), None
+
+    async def _newer(self, connection: Connection) -> Connection:
+        """The store's version of `connection` (NotFound when it is gone)."""
+        return await self.repository.get(connection.tenant, connection.id)
 
     # -- live access --------------------------------------------------------------------------
 
@@ -437,9 +515,14 @@ class ConnectionService:
         return sealed
 
     async def _open_secrets(
-        self, connection: Connection, skip: frozenset[str] = frozenset()
+        self, connection: Connection, skip: frozenset[str] = frozenset(), known: Mapping[str, str] | None = None
     ) -> tuple[dict[str, str], frozenset[str]]:
-        """The stored secrets opened (but those in `skip`), and the names of all stored."""
+        """The stored secrets opened (but those in `skip`), and the names of all stored.
+
+        `known`: the secrets of this version in clear, as the writer before wrote them (no store read).
+        """
+        if known is not None:
+            return {field: value for field, value in known.items() if field not in skip}, frozenset(known)
         stored = await self.repository.secrets(connection)
         opened: dict[str, str] = {}
         for field, blob in stored.items():
@@ -501,14 +584,12 @@ def _flat(fields: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _changed_names(
-    before: Mapping[str, Any], after: ConnectionSpec, replaced: frozenset[str], stored: frozenset[str]
-) -> set[str]:
-    """Names of the fields an update changed. A secret the patch set or cleared was not opened to
-    compare (no need to): it counts as changed when it was stored or is stored now."""
-    old, new = _flat(before), _flat(spec_fields(after))
-    changed = {name for name in old.keys() | new.keys() if name not in replaced and old.get(name) != new.get(name)}
-    return changed | {name for name in replaced if name in stored or name in new}
+def _changed_names(before: Connection, after: Connection, patch: Mapping[str, Any]) -> set[str]:
+    """Names of the fields an update changed: the stored fields that differ, and every secret the
+    patch set or cleared (not opened to compare: a secret sent counts as written)."""
+    old, new = _flat(_fields_of(before, {})), _flat(_fields_of(after, {}))
+    changed = {name for name in old.keys() | new.keys() if old.get(name) != new.get(name)}
+    return changed | _replaced_secrets(patch)
 
 
 def _replaced_secrets(patch: Mapping[str, Any]) -> set[str]:
@@ -522,9 +603,13 @@ def _replaced_secrets(patch: Mapping[str, Any]) -> set[str]:
     return replaced & set(SECRET_FIELDS)
 
 
-def _check_etag(connection: Connection, if_match: str | None) -> None:
+def _check_etag(connection: Connection, if_match: str | None, written_since: bool = False) -> None:
+    """PreconditionFailed unless If-Match names `connection`'s version (`*`: any). `written_since`:
+    an earlier write of the same batch changed it, so no tag the caller holds can name it."""
     if if_match is None or if_match.strip() == "*":
         return
+    if written_since:
+        raise PreconditionFailed("the connection changed since it was read (ETag mismatch)")
     tags = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
     if connection.etag not in tags:
         raise PreconditionFailed("the connection changed since it was read (ETag mismatch)")
@@ -569,3 +654,23 @@ def _missing(
             if field not in known[table]
         )
     return errors
+
+
+def _newest(latest: Written | None, writes: list[RowWrite]) -> tuple[Connection, Mapping[str, str] | None]:
+    """The newest version known here: the last write of this queue, or the newest the callers read.
+
+    NotFound when the last write was a delete. The secrets come along when the last write had them.
+    """
+    if latest is not None and latest.deleted:
+        raise NotFound("connection not found")
+    read = max((write.connection for write in writes), key=lambda connection: connection.version)
+    if latest is not None and latest.connection.version >= read.version:
+        return latest.connection, latest.secrets
+    return read, None
+
+
+async def _outcome(write: Awaitable[Written]) -> Written | Exception:
+    try:
+        return await write
+    except ConnhubError as refused:
+        return refused

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from connhub import __version__, bootstrap
-from connhub.api import audit, errors, ops
+from connhub.api import audit, console, errors, ops
 from connhub.api.access import RequestLog
 from connhub.api.acting import ActingContext
 from connhub.api.auth import Authenticator
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(chartbrew.router)
     app.include_router(audit.router)
     app.include_router(health.router)
+    console.install(app)
     install_openapi(app, bearer=settings.auth == "jwt")
     install_docs(app)
     app.add_middleware(BodyLimit)

@@ -39,6 +39,11 @@ class Batcher(Generic[Item, Outcome]):
         self._queue: list[tuple[Item, asyncio.Future[Outcome]]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no batch being served."""
+        return not self._queue and not self._in_flight
+
     async def submit(self, item: Item) -> Outcome:
         """`item`'s outcome, once the batch holding it has been served."""
         answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
