@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import httpx
 
+from connhub.api.auth import AUDIT_READ
 from connhub.api.console import Session
 from connhub.config import Settings
 from tests.conftest import client_for
