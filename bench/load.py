@@ -112,8 +112,14 @@ async def closed_loop(
     deadline = tally.window_start + duration_s
     error_budget = _error_budget(max_requests)
 
+    def going() -> bool:
+        # Past the deadline only while nothing has been measured yet: a request slower than the
+        # whole window (a saturated machine, a quick run) must still yield a figure, not none.
+        in_time = time.perf_counter() < deadline or tally.ok + tally.failed == 0
+        return in_time and tally.failed <= error_budget
+
     async def client() -> None:
-        while time.perf_counter() < deadline and tally.failed <= error_budget:
+        while going():
             number = next(sequence)
             if max_requests is not None and number >= max_requests:
                 return

@@ -26,6 +26,7 @@ class Options:
     pg_admin_url: str
     quick: bool
     check: bool  # a MISS verdict makes the exit status non-zero (EXIT_MISSED)
+    allow_errors: bool  # failed requests are counted, not fatal (to measure an older revision)
     output: Path | None
 
 
@@ -49,6 +50,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         pg_admin_url=args.pg_admin_url,
         quick=args.quick,
         check=args.check,
+        allow_errors=args.allow_errors,
         output=args.output,
     )
 
@@ -61,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--quick", action="store_true", help="CI smoke: 2 s per measurement, 300 rows")
     add("--check", action="store_true", help="exit 3 when any target is a MISS (figures are printed either way)")
+    add("--allow-errors", action="store_true",
+        help="count failed requests instead of stopping at 5%% (to measure a revision that answered 412s)")
     add("--duration", type=float, help="seconds per measurement [10; --quick 2]")
     add("--rows", type=int, help="connections that exist before the reads are measured [100000; --quick 300]")
     add("--stores", default=",".join(STORES), help="comma-separated: sqlite,postgresql [both]")

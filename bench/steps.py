@@ -95,7 +95,7 @@ async def measure(
     wall = tally.elapsed_s + options.warmup_s
     used = [now - was for now, was in zip(_cpu_clocks(server), before, strict=True)]
     figures = _with_cpu(summarize(name, tally), used, wall, tally.elapsed_s)
-    _check(label, figures)
+    _check(label, figures, options.allow_errors)
     progress(
         f"  {label} {name}: {figures.rps:,.0f}/s p50 {figures.p50_ms:.1f} ms p99 {figures.p99_ms:.1f} ms"
         + (f" ({figures.errors} errors)" if figures.errors else "")
@@ -121,8 +121,9 @@ def _with_cpu(figures: Figures, used: list[float], wall: float, measured: float)
     )
 
 
-def _check(label: str, figures: Figures) -> None:
-    if figures.requests == 0 or figures.errors > MAX_ERROR_RATIO * figures.requests:
+def _check(label: str, figures: Figures, allow_errors: bool) -> None:
+    too_many = figures.errors > MAX_ERROR_RATIO * figures.requests and not allow_errors
+    if figures.requests == 0 or too_many:
         failed = f"{figures.errors} of {figures.requests} requests failed"
         raise BenchFailure(f"{label} {figures.name}: {failed} {figures.error_kinds}")
 

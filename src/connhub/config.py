@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     store_pool_size: int = Field(20, ge=1)  # at most this many store sessions per worker
+    # A whole request (head and body) must arrive within this many seconds of its first byte.
+    request_timeout_s: float = Field(30.0, gt=0, le=3600)
     # Scheduled health checks (issue 18). Off by default: on, the server opens connections to every
     # stored host by itself, which its operator should choose (see README, Health).
     health_interval_s: int = Field(0, ge=0, le=7 * 24 * 3600)

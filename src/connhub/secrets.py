@@ -41,9 +41,12 @@ class Binding:
 class SecretUnreadable(Exception):
     """A sealed secret could not be opened. The text names the key id, never the content."""
 
-    def __init__(self, key_id: str, reason: str) -> None:
+    def __init__(self, key_id: str, reason: str, *, key_loaded: bool) -> None:
         super().__init__(f"secret under key {key_id!r} cannot be opened: {reason}")
         self.key_id = key_id
+        # False: no such key in the ring; True: the key is there but the ciphertext does not open
+        # with it for this record (sealed for another record, or altered).
+        self.key_loaded = key_loaded
 
 
 class KeyRingError(ValueError):
@@ -100,11 +103,11 @@ class KeyRing:
         key_id, nonce, sealed = _split(blob)
         cipher = self._ciphers.get(key_id)
         if cipher is None:
-            raise SecretUnreadable(key_id, "unknown key id")
+            raise SecretUnreadable(key_id, "unknown key id", key_loaded=False)
         try:
             return cipher.decrypt(nonce, sealed, binding.associated_data(key_id)).decode()
         except InvalidTag:
-            raise SecretUnreadable(key_id, "authentication failed (wrong key or record)") from None
+            raise SecretUnreadable(key_id, "authentication failed (wrong key or record)", key_loaded=True) from None
 
     def subkey(self, purpose: bytes) -> bytes:
         """A key for `purpose` derived from the active key (HKDF-SHA256)."""
@@ -123,7 +126,7 @@ def key_id_of(blob: bytes) -> str:
 
 def _split(blob: bytes) -> tuple[str, bytes, bytes]:
     if len(blob) < 2 or blob[0] != FORMAT_VERSION:
-        raise SecretUnreadable("?", "unknown format")
+        raise SecretUnreadable("?", "unknown format", key_loaded=False)
     end = 2 + blob[1]
     key_id = blob[2:end].decode(errors="replace")
     return key_id, blob[end : end + NONCE_BYTES], blob[end + NONCE_BYTES :]

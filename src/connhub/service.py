@@ -44,6 +44,8 @@ from connhub.domain.errors import (
 )
 from connhub.domain.listing import MAX_LIMIT, ListQuery, Page, SortBy, SortOrder, parse_list_query
 from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
+from connhub.domain.schema_mapping import check_mapped_fields
+from connhub.domain.text import has_control_characters
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from connhub.row_writes import RowState, RowWrites
@@ -234,6 +236,8 @@ class ConnectionService:
         return await self.repository.get_by_number(tenant, number)
 
     async def get_by_name_or_id(self, tenant: str, name_or_id: str) -> Connection:
+        if has_control_characters(name_or_id):  # no name holds one (and PostgreSQL cannot compare a NUL)
+            raise ValidationFailed({"id": "must not contain control characters"})
         try:
             return await self.repository.get(tenant, UUID(name_or_id))
         except ValueError:
@@ -428,7 +432,11 @@ class ConnectionService:
         return await self.probes.test(_target(validate_spec(fields)))
 
     async def schema(self, tenant: str, connection: Connection, refresh: bool = False) -> list[Table]:
-        if not refresh and (cached := self.schema_cache.get(connection)) is not None:
+        """The connection's tables: cached, else read live. A refresh (past the cache, on demand)
+        counts against the connection's tests a minute, as a test does."""
+        if refresh:
+            self.rate_limiter.take(tenant, connection.id)
+        elif (cached := self.schema_cache.get(connection)) is not None:
             self.audit.record(tenant, Action.SCHEMA_READ, connection.id, details={"source": "cache"})
             return cached
         try:
@@ -455,7 +463,9 @@ class ConnectionService:
     async def validate_schema(
         self, tenant: str, mapped_fields: Mapping[str, Mapping[str, list[str]]]
     ) -> None:
-        """Check that every mapped data source, table and field exists; list every one missing."""
+        """Check that every mapped data source, table and field exists; list every one missing.
+        Reporter's limits (domain/schema_mapping.py) are checked first, before any lookup."""
+        check_mapped_fields(mapped_fields)
         errors: list[dict[str, Any]] = []
         for source, tables in mapped_fields.items():
             try:
@@ -533,14 +543,21 @@ class ConnectionService:
                     blob, Binding(connection.tenant, str(connection.id), field)
                 )
             except SecretUnreadable as error:
-                raise SecretsUnavailable(
-                    f"a stored secret ({field}) is sealed under key {error.key_id!r}, which is not loaded"
-                ) from None
+                raise SecretsUnavailable(_unreadable_message(field, error)) from None
         return opened, frozenset(stored)
 
     async def _open_spec(self, connection: Connection) -> ConnectionSpec:
         opened, _ = await self._open_secrets(connection)
         return validate_spec(_fields_of(connection, opened))
+
+
+def _unreadable_message(field: str, error: SecretUnreadable) -> str:
+    if not error.key_loaded:
+        return f"a stored secret ({field}) is sealed under key {error.key_id!r}, which is not loaded"
+    return (
+        f"a stored secret ({field}) does not open for this record under key {error.key_id!r} (the key is "
+        "loaded: the secret was sealed for another record, or altered); send it again"
+    )
 
 
 def _fields_of(connection: Connection, secrets: Mapping[str, str]) -> dict[str, Any]:
@@ -604,13 +621,15 @@ def _replaced_secrets(patch: Mapping[str, Any]) -> set[str]:
 
 
 def _check_etag(connection: Connection, if_match: str | None, written_since: bool = False) -> None:
-    """PreconditionFailed unless If-Match names `connection`'s version (`*`: any). `written_since`:
-    an earlier write of the same batch changed it, so no tag the caller holds can name it."""
+    """PreconditionFailed unless If-Match names `connection`'s version. RFC 9110 13.1.1: `*`
+    matches any current record; otherwise any tag of the list that is the record's ETag, compared
+    strongly (a weak W/ tag never matches). `written_since`: an earlier write of the same batch
+    changed it, so no tag the caller holds can name it."""
     if if_match is None or if_match.strip() == "*":
         return
     if written_since:
         raise PreconditionFailed("the connection changed since it was read (ETag mismatch)")
-    tags = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+    tags = {tag.strip() for tag in if_match.split(",")}  # our ETags hold no comma
     if connection.etag not in tags:
         raise PreconditionFailed("the connection changed since it was read (ETag mismatch)")
 

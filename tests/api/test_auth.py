@@ -178,3 +178,48 @@ async def test_custom_tenant_claim(sqlite_url: str, make_settings: Callable[...,
         assert created.status_code == 201
         assert (await http.get(BASE, headers=bearer(raw))).json()["total"] == 1
         assert (await http.get(BASE, headers=bearer(token("42")))).status_code == 403  # no `org` claim
+
+
+# --- issue 14.6 and 14.9 -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exp", ["9999999999", 1e300, 1e10 + 0.5, True, 10**30])
+async def test_an_exp_that_is_not_an_integer_date_is_401(jwt_client: httpx.AsyncClient, exp: Any) -> None:
+    headers = bearer(token(iss="https://issuer", aud="connhub", exp=exp))
+
+    response = await jwt_client.get(BASE, headers=headers)
+
+    assert response.status_code == 401, response.text
+
+
+@pytest.mark.parametrize("tenant", ["   ", "\t", " \n "])
+async def test_a_tenant_of_only_blanks_is_403(jwt_client: httpx.AsyncClient, tenant: str) -> None:
+    response = await jwt_client.get(BASE, headers=good(tenant))
+
+    assert response.status_code == 403, response.text
+
+
+async def test_a_schema_refresh_needs_the_write_scope_and_counts_as_a_test(
+    store_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(
+        store_url,
+        auth="jwt",
+        jwt_secret=SECRET,
+        jwt_issuer="https://issuer",
+        jwt_audience="connhub",
+        tests_per_minute=2,
+        probe_timeout_s=1,
+    )
+    async with client_for(settings) as http:
+        made = await http.post(BASE, json=seed_body(host="127.0.0.1", port=1), headers=good())
+        schema = f"{BASE}/{made.json()['id']}/schema"
+        read_only = good(scope="connections:read")
+
+        refused = await http.get(schema, params={"refresh": "true"}, headers=read_only)
+        answers = [await http.get(schema, params={"refresh": "true"}, headers=good()) for _ in range(3)]
+        tested = await http.post(f"{BASE}/{made.json()['id']}/test", headers=good())
+
+    assert refused.status_code == 403 and "connections:write" in refused.json()["message"]
+    assert [answer.status_code for answer in answers] == [422, 422, 429]  # unreachable, then the limit
+    assert tested.status_code == 429  # refreshes and tests share the connection's limit

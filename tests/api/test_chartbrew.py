@@ -635,3 +635,19 @@ async def test_a_saved_and_duplicated_uri_connection_still_works(
     for connection in (created, copy):
         result = (await api.get(f"{TEAM}/{connection['id']}/test")).json()
         assert (result["success"], result["serverVersion"] is not None) == (True, True), result
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[{"password": "Opt-S3cret"}], {"password": "Opt-S3cret"}, [{"authSource": "a"}, {"sslpassword": "Opt-S3cret"}]],
+)
+async def test_secret_option_keys_are_refused_saying_where_the_password_goes(
+    lite: httpx.AsyncClient, options: Any
+) -> None:
+    # Options are stored and answered in clear: a password among them would be shown to every reader.
+    answer = await lite.post(TEAM, json=chartbrew_body(options=options))
+
+    assert answer.status_code == 400, answer.text
+    assert "password field" in answer.json()["fields"]["options"]
+    assert "Opt-S3cret" not in answer.text
+    assert (await lite.get(TEAM)).json() == []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import stat
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +15,7 @@ import httpx
 import pytest
 
 from connhub.config import Settings
+from connhub.store.schema import migrate
 from tests.conftest import CANARY_PASSWORD, PRODUCT, client_for, seed_body
 from tests.support.pki import self_signed
 
@@ -368,3 +371,40 @@ async def test_framework_errors_are_json(sqlite_client: httpx.AsyncClient) -> No
     assert_error(await sqlite_client.get("/v1/nowhere"), 404)
     assert_error(await sqlite_client.put(BASE), 405)
     assert_error(await sqlite_client.get(BASE, params={"limit": "many"}), 400, "limit")
+
+
+# -- issue 14.9 ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200d", "\u2060", "\ufeff", "\u202e", "\u00ad"])
+async def test_a_name_with_an_invisible_character_is_refused_in_both_dialects(
+    client: httpx.AsyncClient, invisible: str
+) -> None:
+    assert (await client.post(BASE, json=seed_body(configName="warehouse"), headers=PRODUCT)).status_code == 201
+
+    look_alike = f"ware{invisible}house"
+    assert_error(await client.post(BASE, json=seed_body(configName=look_alike), headers=PRODUCT), 400, "configName")
+    chartbrew = {"name": look_alike, "type": "postgres", "host": "h", "port": 5432, "dbName": "d"}
+    chartbrew |= {"username": "u", "password": "p"}
+    answer = await client.post("/team/default/connections", json=chartbrew)
+    assert answer.status_code == 400 and "name" in answer.json()["fields"], answer.text
+
+
+async def test_if_match_honours_a_list_of_etags_and_the_star(client: httpx.AsyncClient) -> None:
+    response = await client.post(BASE, json=seed_body(), headers=PRODUCT)
+    url, etag = f"{BASE}/{response.json()['id']}", response.headers["etag"]
+
+    listed = await client.patch(url, json={"port": 1111}, headers={"If-Match": f'"stale.1", {etag}, "other.2"'})
+    assert listed.status_code == 200, listed.text
+    current = listed.headers["etag"]
+    assert_error(await client.patch(url, json={"port": 1}, headers={"If-Match": f'"stale.1", {etag}'}), 412)
+    assert_error(await client.patch(url, json={"port": 1}, headers={"If-Match": f"W/{current}"}), 412)  # strong
+    assert (await client.patch(url, json={"port": 2222}, headers={"If-Match": "*"})).status_code == 200
+
+
+def test_a_new_sqlite_store_and_its_directory_are_private(tmp_path: Path) -> None:
+    database = tmp_path / "fresh" / "store.db"
+    migrate(f"sqlite:///{database}")
+
+    assert stat.S_IMODE(database.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600

@@ -108,6 +108,11 @@ async def test_a_ciphertext_moved_to_another_record_fails_to_decrypt(
         engine.dispose()
         report = (await http.post(f"{BASE}/{second['id']}/test")).json()
         assert report["status"] == "failure" and report["error"]["category"] == "DECRYPT_FAILED"
+        # The key is loaded (readiness says so): the message says the secret does not open for
+        # this record, not that a key is missing (issue 14.8).
+        assert "does not open for this record" in report["error"]["message"], report
+        assert "not loaded" not in report["error"]["message"]
+        assert (await http.get("/readyz")).status_code == 200
         assert (await http.get(f"{BASE}/{second['id']}")).status_code == 200
         first_report = (await http.post(f"{BASE}/{first['id']}/test")).json()
         assert first_report["error"]["category"] != "DECRYPT_FAILED"

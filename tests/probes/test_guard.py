@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 from connhub.config import ConfigError, Settings, load_settings
 from connhub.domain.reports import ErrorCategory
-from connhub.probes.base import ProbeFailure
+from connhub.probes.base import ProbeFailure, ProbeTarget
 from connhub.probes.guard import DEFAULT_DENY_CIDRS, parse_cidrs, parse_dns_servers, resolve_checked
+from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.support.dns_server import LoopbackDnsServer
+from tests.support.listeners import SilentListener
 
 DEFAULT_DENY = parse_cidrs(DEFAULT_DENY_CIDRS)
 LOOPBACK = parse_cidrs("127.0.0.0/8, ::1/128")
@@ -265,3 +267,45 @@ def test_a_bad_setting_stops_the_app_naming_the_variable(tmp_path: Path) -> None
         load_settings(
             database_url=f"sqlite:///{tmp_path / 'connhub.db'}", data_dir=tmp_path, probe_dns_servers="dns.google"
         )
+
+
+
+# --- the unspecified addresses: the kernel sends them to loopback -------------------------------
+
+UNSPECIFIED_V4 = ["0.0.0.0", "0", "0x0", "0.0", "0.0.0.1", "::ffff:0.0.0.0", "[::ffff:0.0.0.0]"]
+UNSPECIFIED_V6 = ["::", "[::]", "0:0:0:0:0:0:0:0"]
+
+
+@pytest.mark.parametrize("host", UNSPECIFIED_V4 + UNSPECIFIED_V6)
+async def test_the_unspecified_addresses_are_loopback_when_loopback_is_denied(host: str) -> None:
+    with pytest.raises(ProbeFailure) as failure:
+        await resolve_checked(host, 5432, LOOPBACK, (), timeout=5)
+    assert failure.value.category is ErrorCategory.HOST_FORBIDDEN
+
+
+@pytest.mark.parametrize(("host", "reached"), [("0.0.0.0", "127.0.0.1"), ("0", "127.0.0.1"), ("::", "::1")])
+async def test_an_unspecified_address_is_connected_as_the_loopback_it_reaches(host: str, reached: str) -> None:
+    assert await resolve_checked(host, 5432, DEFAULT_DENY, (), timeout=5) == reached
+
+
+async def test_a_name_resolving_to_an_unspecified_address_is_loopback() -> None:
+    async with LoopbackDnsServer({"zero.connhub.test": ["0.0.0.0"], "zero6.connhub.test": ["::"]}) as dns:
+        for name in ("zero.connhub.test", "zero6.connhub.test"):
+            with pytest.raises(ProbeFailure) as failure:
+                await resolve_checked(name, 5432, LOOPBACK, (), 5, dns_servers=(dns.address,))
+            assert failure.value.category is ErrorCategory.HOST_FORBIDDEN
+
+
+@pytest.mark.parametrize("host", UNSPECIFIED_V4 + UNSPECIFIED_V6)
+async def test_with_loopback_denied_no_unspecified_address_reaches_a_loopback_listener(host: str) -> None:
+    # Through the runner, as a test of a saved connection: listeners on 127.0.0.1 and ::1 on the
+    # port the connection names see no connection.
+    async with SilentListener() as v4, SilentListener(host="::1") as v6:
+        v6_host = host in UNSPECIFIED_V6
+        port = v6.port if v6_host else v4.port
+        runner = ProbeRunner(ProbePolicy(timeout_s=5, deny=LOOPBACK))
+        target = ProbeTarget(engine="MYSQL", host=host, port=port, database="d", user="u", password="p")
+        report = await runner.test(target)
+
+    assert report.error is not None and report.error.category is ErrorCategory.HOST_FORBIDDEN
+    assert v4.accepted == 0 and v6.accepted == 0

@@ -16,6 +16,7 @@ from bson.int64 import Int64
 
 from connhub.domain.reports import ErrorCategory
 from connhub.probes.base import ProbeFailure, ProbeTarget, SslMaterial
+from connhub.probes.guard import parse_cidrs
 from connhub.probes.mongodb import PROBE, SAMPLE_SIZE, bson_type
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.probes.conftest import SystemResolverTripwire
@@ -205,8 +206,36 @@ async def test_an_exhausted_budget_is_a_timeout_without_connecting() -> None:
 async def test_srv_is_refused_because_its_hosts_cannot_be_checked() -> None:
     failure = await failure_of(PROBE.test(target(27017, options={"srv": "true"}), context()))
 
-    assert failure.category is ErrorCategory.DRIVER_ERROR
+    assert failure.category is ErrorCategory.HOST_FORBIDDEN
     assert "mongodb+srv" in failure.message
+
+
+ELSEWHERE = "127.0.0.2"  # a loopback alias the policy denies
+
+
+async def test_the_members_a_hello_names_are_never_contacted() -> None:
+    # A secondary whose hello names its replica set and a primary on a denied address: pymongo's
+    # discovery would go there; the probe's one direct connection does not.
+    policy = ProbePolicy(timeout_s=5, deny=parse_cidrs(f"{ELSEWHERE}/32"))
+    options = {"authSource": "admin", "replicaSet": "rs0", "directConnection": "false", "readPreference": "primary"}
+    async with SilentListener(host=ELSEWHERE) as elsewhere:
+        primary = f"{ELSEWHERE}:{elsewhere.port}"
+        async with MongoWireServer(users={"app": PASSWORD}, primary_elsewhere=primary) as server:
+            report = await ProbeRunner(policy).test(target(server.port, options=options))
+
+    assert report.status == "success", report
+    assert elsewhere.accepted == 0
+
+
+@pytest.mark.parametrize("mechanism", ["MONGODB-AWS", "MONGODB-OIDC", "GSSAPI"])
+async def test_mechanisms_that_fetch_credentials_elsewhere_are_refused(mechanism: str) -> None:
+    # MONGODB-AWS and MONGODB-OIDC ask cloud metadata services for credentials, GSSAPI a KDC.
+    async with MongoWireServer(users={"app": PASSWORD}) as server:
+        failure = await failure_of(PROBE.test(target(server.port, options={"authMechanism": mechanism}), context()))
+
+    assert failure.category is ErrorCategory.DRIVER_ERROR
+    assert mechanism in failure.message and "SCRAM-SHA-256" in failure.message
+    assert server.commands == []
 
 
 # --- TLS -------------------------------------------------------------------------------------

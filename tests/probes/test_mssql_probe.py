@@ -1,13 +1,12 @@
-"""The SQL Server probe on real loopback sockets: pymssql (FreeTDS) for disable..require, pytds for
-verify-ca and verify-full.
+"""The SQL Server probe (pytds for every sslmode) on real loopback sockets.
 
 No SQL Server can run here. What is verified: refused ports, silent servers, the encryption level
-each driver announces for each sslmode (read from the PRELOGIN it really sends), and login failures
-played back by a scripted server in real TDS bytes (PRELOGIN answer, then ERROR and DONE tokens),
-which FreeTDS parses as it would SQL Server's. The schema query's row mapping is checked on rows
-shaped as it returns them.
+announced for each sslmode (read from the PRELOGIN really sent), login failures played back by a
+scripted server in real TDS bytes (PRELOGIN answer, then ERROR and DONE tokens), and a server's
+routing ENVCHANGE, which must take nothing anywhere in any mode. The schema query's row mapping is
+checked on rows shaped as it returns them.
 
-The verify modes run against `TdsServer` (tests/support/tds_server.py), an in-process TDS responder
+The TLS modes run against `TdsServer` (tests/support/tds_server.py), an in-process TDS responder
 that does what SQL Server does with encryption: PRELOGIN, then the TLS handshake inside PRELOGIN
 packets with a certificate from a throwaway CA, then LOGIN7 and queries inside TLS. So the
 certificate checks are real OpenSSL checks of a real handshake; what the responder answers after
@@ -18,13 +17,11 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import socket
 import struct
-import threading
 import time
 from typing import Any
 
-import pymssql
+import pytds
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -34,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from connhub.domain.reports import ErrorCategory
 from connhub.probes import mssql
 from connhub.probes.base import ProbeTarget, SslMaterial
+from connhub.probes.guard import parse_cidrs
 from connhub.probes.mssql import PROBE, certificate_matches, classify, tables_from_rows
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.support import tds_server
@@ -123,7 +121,7 @@ async def test_an_exhausted_budget_is_a_timeout_without_connecting() -> None:
 # --- logins played back in TDS ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attempt", [1, 2])  # twice: pymssql's stale login state must not matter
+@pytest.mark.parametrize("attempt", [1, 2])  # twice: no login state may linger between attempts
 async def test_a_refused_login_is_auth_failed_without_the_password(attempt: int) -> None:
     async with ScriptedListener(login_refused(BAD_PASSWORD)) as server:
         failure = await failure_of(PROBE.test(target(server.port), context()))
@@ -147,7 +145,7 @@ async def test_a_connection_after_a_refused_login_is_still_classified_by_what_ha
 
     failure = await failure_of(PROBE.test(target(free_port()), context()))
 
-    assert failure.category is ErrorCategory.PORT_CLOSED  # pymssql still reports 18456 here
+    assert failure.category is ErrorCategory.PORT_CLOSED
 
 
 # --- encryption ------------------------------------------------------------------------------
@@ -158,10 +156,10 @@ async def test_a_connection_after_a_refused_login_is_still_classified_by_what_ha
     [
         (None, ENCRYPT_NOT_SUP),
         ("disable", ENCRYPT_NOT_SUP),
-        ("allow", ENCRYPT_OFF),  # FreeTDS "request": the login packet is encrypted
+        ("allow", ENCRYPT_OFF),  # the login packet is encrypted
         ("prefer", ENCRYPT_OFF),
-        ("require", ENCRYPT_ON),
-        ("verify-ca", ENCRYPT_ON),  # pytds: the whole session, certificate checked
+        ("require", ENCRYPT_ON),  # the whole session, certificate not checked
+        ("verify-ca", ENCRYPT_ON),  # the whole session, certificate checked
         ("verify-full", ENCRYPT_ON),
     ],
 )
@@ -214,15 +212,16 @@ async def test_runner_bounds_a_silent_server() -> None:
     [
         (229, "The SELECT permission was denied on the object 'COLUMNS'", ErrorCategory.PERMISSION_DENIED),
         (916, 'The server principal "app" is not able to access the database', ErrorCategory.PERMISSION_DENIED),
-        (20003, "Adaptive Server connection timed out", ErrorCategory.TIMEOUT),
+        (911, "Database 'shop' does not exist.", ErrorCategory.DATABASE_NOT_FOUND),
         (102, "Incorrect syntax near 'x'.", ErrorCategory.DRIVER_ERROR),
     ],
 )
 def test_errors_on_an_open_connection_are_classified_by_number(
     number: int, message: str, category: ErrorCategory
 ) -> None:
-    # pymssql raises OperationalError((number, message bytes)) for server messages.
-    error = pymssql.OperationalError((number, message.encode() + b"DB-Lib error message 20018, severity 14:\n"))
+    # pytds raises OperationalError(message) with the server message's number as msg_no.
+    error = pytds.OperationalError(message)
+    error.msg_no = number
 
     assert classify(error, target(1433), context()).category is category
 
@@ -376,18 +375,59 @@ async def test_a_database_refused_over_verified_tls_is_database_not_found() -> N
     assert "'shop'" in failure.message
 
 
-async def test_a_redirect_is_not_followed() -> None:
-    # Azure SQL's redirect: LOGINACK with a routing ENVCHANGE naming another server. pytds would
-    # connect there itself, past the network guard; the probe refuses and nothing gets there.
-    async with SilentListener() as elsewhere:
-        leaf = CA.issue(["localhost"])
-        async with TdsServer(leaf, route_to=("127.0.0.1", elsewhere.port)) as server:
-            failure = await failure_of(PROBE.test(verified(server.port), context()))
+ELSEWHERE = "127.0.0.2"  # a loopback alias the policy denies: a redirect's target
+DENY_ELSEWHERE = ProbePolicy(timeout_s=5, deny=parse_cidrs(f"{ELSEWHERE}/32"))
+# What a server answers each mode's PRELOGIN with, so that each mode gets as far as its login.
+_SERVER_ENCRYPTION = {
+    None: tds_server.ENCRYPT_NOT_SUP,
+    "disable": tds_server.ENCRYPT_NOT_SUP,
+    "allow": tds_server.ENCRYPT_OFF,  # the login packet inside TLS, then the clear
+    "prefer": tds_server.ENCRYPT_OFF,
+    "require": tds_server.ENCRYPT_ON,
+    "verify-ca": tds_server.ENCRYPT_ON,
+    "verify-full": tds_server.ENCRYPT_ON,
+}
 
-    assert failure.category is ErrorCategory.HOST_FORBIDDEN
-    assert f"127.0.0.1:{elsewhere.port}" in failure.message
+
+@pytest.mark.parametrize("mode", list(_SERVER_ENCRYPTION))
+async def test_a_routing_answer_takes_no_mode_anywhere(mode: str | None) -> None:
+    # Azure SQL's redirect: LOGINACK with a routing ENVCHANGE naming another server, here a denied
+    # address. The driver would connect there on its own, past the network guard (FreeTDS did, in
+    # the modes it served); the probe refuses, reports HOST_FORBIDDEN, and nothing gets there.
+    async with SilentListener(host=ELSEWHERE) as elsewhere:
+        leaf = CA.issue(["127.0.0.1"])
+        async with TdsServer(leaf, encryption=_SERVER_ENCRYPTION[mode], route_to=(ELSEWHERE, elsewhere.port)) as server:
+            ssl = SslMaterial(mode, ca=CA.cert_pem) if mode else None
+            report = await ProbeRunner(DENY_ELSEWHERE).test(target(server.port, ssl=ssl))
+
+    assert report.error is not None and report.error.category is ErrorCategory.HOST_FORBIDDEN, report
+    assert f"{ELSEWHERE}:{elsewhere.port}" in report.error.message
     assert elsewhere.accepted == 0
-    assert server.received.logins[0].encrypted
+    assert len(server.received.logins) == 1  # the server did answer the login with its redirect
+    assert PASSWORD not in str(report.to_json())
+
+
+@pytest.mark.parametrize(("mode", "encrypted_session"), [("allow", False), ("prefer", False), ("require", True)])
+async def test_the_modes_that_do_not_verify_log_in_over_tls_whatever_the_certificate(
+    mode: str, encrypted_session: bool
+) -> None:
+    untrusted = OTHER_CA.issue(["somewhere.else"])
+    encryption = tds_server.ENCRYPT_ON if encrypted_session else tds_server.ENCRYPT_OFF
+    async with TdsServer(untrusted, encryption=encryption) as server:
+        report = await ProbeRunner(ProbePolicy(timeout_s=5)).test(target(server.port, ssl=SslMaterial(mode)))
+
+    assert report.status == "success", report
+    assert report.tls.enabled is encrypted_session
+    assert server.received.logins[0].encrypted and server.received.logins[0].password == PASSWORD
+
+
+async def test_disable_logs_in_without_tls() -> None:
+    async with TdsServer(CA.issue(["127.0.0.1"]), encryption=tds_server.ENCRYPT_NOT_SUP) as server:
+        report = await ProbeRunner(ProbePolicy(timeout_s=5)).test(target(server.port, ssl=SslMaterial("disable")))
+
+    assert report.status == "success", report
+    assert report.tls.enabled is False
+    assert server.received.handshakes == 0 and not server.received.logins[0].encrypted
 
 
 # --- the verify modes' network failures ------------------------------------------------------
@@ -496,28 +536,3 @@ def test_pytds_uses_this_host_name_check() -> None:
 )
 def test_the_name_given_to_pytds(host: str, name: str) -> None:
     assert mssql.tls_server_name(host) == name
-
-
-def test_a_confined_thread_opens_no_socket_and_resolves_no_name_while_others_can() -> None:
-    other_thread: list[BaseException | None] = []
-
-    def elsewhere() -> None:
-        try:
-            socket.getaddrinfo("127.0.0.1", 1)
-            other_thread.append(None)
-        except BaseException as exc:
-            other_thread.append(exc)
-
-    port = free_port()
-    with mssql._confined():
-        with pytest.raises(mssql.ConnectionOutsideGuard) as caught:
-            socket.create_connection(("127.0.0.1", port), timeout=1)
-        with pytest.raises(mssql.ConnectionOutsideGuard):
-            socket.socket()
-        worker = threading.Thread(target=elsewhere)
-        worker.start()
-        worker.join()
-
-    assert caught.value.destination == f"127.0.0.1:{port}"
-    assert other_thread == [None]
-    socket.getaddrinfo("127.0.0.1", 1)  # released

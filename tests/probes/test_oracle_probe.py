@@ -20,6 +20,7 @@ from oracledb import errors as oracle_errors
 
 from connhub.domain.reports import ErrorCategory
 from connhub.probes.base import ProbeTarget, SslMaterial
+from connhub.probes.guard import parse_cidrs
 from connhub.probes.oracle import PROBE, classify, oracle_code, schema_owner, tables_from_rows
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.support.listeners import ScriptedListener, SilentListener, TlsListener
@@ -245,3 +246,32 @@ def test_rows_become_tables_in_query_order_with_primary_keys() -> None:
 )
 def test_the_owner_is_the_schema_or_the_user_as_oracle_stores_it(schema: str | None, user: str, owner: str) -> None:
     assert schema_owner(target(1521, schema=schema, user=user)) == owner
+
+
+# --- a listener's REDIRECT (issue 14.1) -------------------------------------------------------
+
+ELSEWHERE = "127.0.0.2"  # a loopback alias the policy denies
+
+
+def tns_redirect(host: str, port: int) -> bytes:
+    """A TNS REDIRECT packet (type 5, flag 0x04: its data follows in a DATA packet) sending the
+    client to another address, as a RAC SCAN listener or a shared-server dispatcher does. Without
+    the egress confinement python-oracledb follows it (checked by hand: the other listener got a
+    connection)."""
+    address = f"(ADDRESS=(PROTOCOL=tcp)(HOST={host})(PORT={port}))"
+    data = (address + "\x00" + f"(DESCRIPTION={address}(CONNECT_DATA=(SERVICE_NAME=FREEPDB1)))").encode()
+    redirect = struct.pack(">HHBBH", 8 + 2, 0, 5, 0x04, 0) + struct.pack(">H", len(data))
+    return redirect + struct.pack(">HHBBH", 8 + 2 + len(data), 0, 6, 0, 0) + b"\x00\x00" + data
+
+
+async def test_a_listener_redirect_to_a_denied_address_is_host_forbidden_and_never_followed() -> None:
+    runner = ProbeRunner(ProbePolicy(timeout_s=5, deny=parse_cidrs(f"{ELSEWHERE}/32")))
+    async with SilentListener(host=ELSEWHERE) as elsewhere:
+        redirect = tns_redirect(ELSEWHERE, elsewhere.port)
+        async with ScriptedListener([redirect]) as listener:
+            report = await runner.test(target(listener.port))
+
+    assert report.error is not None and report.error.category is ErrorCategory.HOST_FORBIDDEN, report
+    assert ELSEWHERE in report.error.message
+    assert listener.received  # the listener was asked, and answered with its redirect
+    assert elsewhere.accepted == 0

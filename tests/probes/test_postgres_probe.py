@@ -24,9 +24,11 @@ import pytest
 
 from connhub.domain.reports import Column, ErrorCategory, TestReport
 from connhub.probes.base import ProbeTarget, SslMaterial
-from connhub.probes.runner import ProbeRunner
+from connhub.probes.guard import parse_cidrs
+from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.probes.conftest import CERT_USER, silent_listener
 from tests.support.dns_server import LoopbackDnsServer
+from tests.support.listeners import SilentListener
 from tests.support.pg_instance import PostgresInstance
 from tests.support.pki import CertificateAuthority, assert_expiry_of_a_test_certificate
 from tests.support.servers import POSTGRES_URL
@@ -489,3 +491,26 @@ async def test_a_schema_read_that_cannot_connect_returns_no_tables_and_says_why(
     tables, report = await runner.read_schema(shared_target(port=closed_port))
     assert tables is None
     assert_failed(report, ErrorCategory.PORT_CLOSED, "port")
+
+
+# --- hops libpq could make on its own --------------------------------------------------------
+
+ELSEWHERE = "127.0.0.2"  # a loopback alias the policy denies
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # a connection string in the database name (libpq expands one only when told to)
+        lambda port: {"database": f"host={ELSEWHERE} hostaddr={ELSEWHERE} port={port} dbname=test"},
+        lambda port: {"database": f"postgresql://postgres@{ELSEWHERE}:{port}/test"},
+        # driver options that would add hosts or a service file are not passed to libpq
+        lambda port: {"options": {"host": ELSEWHERE, "hostaddr": ELSEWHERE, "port": str(port), "service": "x"}},
+    ],
+)
+async def test_libpq_is_never_sent_to_a_second_host(changes: Callable[[int], dict[str, Any]]) -> None:
+    async with SilentListener(host=ELSEWHERE) as elsewhere:
+        runner = ProbeRunner(ProbePolicy(timeout_s=5, deny=parse_cidrs(f"{ELSEWHERE}/32")))
+        await runner.test(shared_target(**changes(elsewhere.port)))
+
+    assert elsewhere.accepted == 0  # whatever the report says (the options are ignored: a success)

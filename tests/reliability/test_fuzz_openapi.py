@@ -15,12 +15,21 @@ this machine's resolver (/etc/resolv.conf) is a DNS server off the machine. So:
     localhost and refuses every other name locally (the app then reports DNS_FAILED, as for an
     unknown name). The server runs on plain asyncio, whose resolver is `socket.getaddrinfo`.
 No fuzzed request can make a packet leave the machine; the figures say how many names were refused.
+
+Crafted values (issue 14.5). JSON Schema cannot say "a NUL byte", "the last day of the calendar" or
+"a cursor with a tampered timestamp", so a third of the cases get one such value in place of a
+string parameter or a body's text (`craft`): NUL in filters, ids, team ids, metadata and
+validate-schema names; dates at either end of the calendar; cursors with a bad timestamp or a
+number of 10^30, 2^63 or -2^70. Each must be a documented 4xx (never a 5xx), on both stores:
+PostgreSQL refuses a NUL in any text where SQLite stores it.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -35,6 +44,7 @@ from connhub.api.app import create_app
 from connhub.config import Settings
 from connhub.domain.connection import is_valid_host
 from connhub.store.schema import migrate
+from tests.conftest import truncate_pg
 from tests.reliability.conftest import FIGURES, Figures
 from tests.support.reliability import LoopbackOnlyResolver, ThreadedServer, is_problem
 from tests.support.servers import free_port
@@ -80,11 +90,15 @@ class FuzzedApp:
         self.chartbrew_ids = [item["id"] for item in self.http.get("/team/default/connections").json()]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def fuzzed_app(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[FuzzedApp]:
     workdir = tmp_path_factory.mktemp("fuzz")
-    url = f"sqlite:///{workdir / 'fuzz.db'}"
-    migrate(url)
+    if request.param == "sqlite":
+        url = f"sqlite:///{workdir / 'fuzz.db'}"
+        migrate(url)
+    else:
+        url = request.getfixturevalue("pg_store_url")
+        truncate_pg(url)
     app = create_app(
         Settings(
             database_url=url,
@@ -150,6 +164,58 @@ def land_on_records(case: Any, fuzzed: FuzzedApp) -> None:
         params["team_id"] = "default"
 
 
+def _cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
+
+
+_MOMENT = "2026-01-01T00:00:00+00:00"
+CRAFTED_TEXT = ["a\x00b", "\x00", "x" * 10 + "\x00"]
+CRAFTED_QUERY: dict[str, list[str]] = {
+    "startDate": ["9999-12-31", "0001-01-01", "10000-01-01", "0000-12-31"],
+    "endDate": ["9999-12-31", "0001-01-01", "10000-01-01"],
+    "cursor": [
+        _cursor("createdAt", "desc", "not-a-timestamp", 1),
+        _cursor("createdAt", "desc", _MOMENT, 10**30),
+        _cursor("createdAt", "desc", _MOMENT, 2**63),
+        _cursor("createdAt", "desc", _MOMENT, -(2**70)),
+        _cursor("createdAt", "desc", "9999-12-31T23:59:59.999999-23:59", 1),
+        _cursor("createdAt", "desc", "2026-01-01T00:00:00", 1),
+        _cursor("createdAt", "desc", _MOMENT, "1"),
+    ],
+}
+
+
+def _pick(values: list[Any], seed: str) -> Any:
+    return values[int(hashlib.sha256(seed.encode()).hexdigest(), 16) % len(values)]
+
+
+def craft(case: Any) -> bool:
+    """A third of the cases (chosen by a hash of the case) get one crafted value: see the module
+    docstring. Returns whether this one did."""
+    seed = repr((case.method, case.path, case.path_parameters, case.query, case.body))
+    if int(hashlib.sha256(seed.encode()).hexdigest(), 16) % 3:
+        return False
+    text = _pick(CRAFTED_TEXT, seed + "text")
+    query = case.query if isinstance(case.query, dict) else None
+    if case.path == "/v1/management/connections" and case.method == "GET":
+        case.query = query = query or {}
+        name = _pick(["configName", "host", "databaseName", "metadata.team", *CRAFTED_QUERY], seed)
+        query[name] = _pick(CRAFTED_QUERY[name], seed + "value") if name in CRAFTED_QUERY else text
+        return True
+    if case.path.endswith("/validate-schema"):
+        case.body = {"mappedFields": {text: {"t": ["c"]}}}
+        return True
+    params = case.path_parameters or {}
+    for name in ("id", "team_id"):
+        if isinstance(params.get(name), str):
+            params[name] = text
+            return True
+    if isinstance(case.body, dict) and case.method in ("POST", "PATCH", "PUT"):
+        case.body["metadata"] = {"team": text}
+        return True
+    return False
+
+
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
@@ -157,12 +223,16 @@ def land_on_records(case: Any, fuzzed: FuzzedApp) -> None:
 def test_every_operation_answers_as_documented(case: Any, fuzzed_app: FuzzedApp, fuzz_figures: Figures) -> None:
     keep_on_loopback(case)
     land_on_records(case, fuzzed_app)
+    crafted = craft(case)
     fuzz_figures.requests += 1
     if case.meta is not None and case.meta.generation.mode.is_negative:
         fuzz_figures.faults += 1  # a schema-breaking request
     response = case.call(timeout=15)
     label = f"{case.method} {case.formatted_path}"
     assert response.status_code < 500, f"{label}: {response.status_code} {response.text[:300]}"
+    if crafted:
+        fuzz_figures.faults += 1  # a crafted value
+        assert 400 <= response.status_code < 500, f"{label} (crafted): {response.status_code} {response.text[:300]}"
     if response.status_code >= 400 and case.path != "/readyz":
         assert is_problem(response.json()), f"{label}: {response.text[:300]}"
     # Positive-data acceptance is left out: a schema-valid body is still refused by rules JSON

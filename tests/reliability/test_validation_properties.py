@@ -51,14 +51,21 @@ def bounded_text(low: int, high: int) -> st.SearchStrategy[str]:
     return st.text(text_chars, min_size=low, max_size=high)
 
 
-config_names = st.text(text_chars, min_size=3, max_size=100).filter(lambda name: 3 <= len(name.strip()) <= 100)
+# Names: no invisible characters either (Cf: zero-width spaces, bidi controls), issue 14.9.
+name_chars = st.characters(codec="utf-8", exclude_categories=["Cc", "Cf"])
+config_names = st.text(name_chars, min_size=3, max_size=100).filter(lambda name: 3 <= len(name.strip()) <= 100)
 label = st.text(string.ascii_letters + string.digits + "-", min_size=1, max_size=63).filter(
     lambda text: not text.startswith("-") and not text.endswith("-")
 )
 hostnames = st.lists(label, min_size=1, max_size=4).map(".".join).filter(lambda name: len(name) <= 253)
 hosts = st.one_of(hostnames, st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str))
 engines = st.sampled_from(["ORACLE", "SQL_SERVER", "POSTGRESQL", "MONGODB", "MYSQL"])
-metadata = st.dictionaries(st.text(any_chars, min_size=1, max_size=100), st.text(any_chars, max_size=2000), max_size=50)
+# Metadata keys hold no control characters, values no NUL (PostgreSQL cannot store one), issue 14.5.
+metadata = st.dictionaries(
+    st.text(text_chars, min_size=1, max_size=100),
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=2000),
+    max_size=50,
+)
 ssl = st.fixed_dictionaries(
     {"mode": st.sampled_from(["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])},
     optional={"ca": st.just(CERT)},

@@ -6,8 +6,8 @@
   or hangs up: a client that does not trust the certificate must fail with a TLS error.
 - `server_ssl_context`: a server-side TLS context presenting a leaf from `tests.support.pki`.
 
-Everything binds 127.0.0.1 on a free port and is an async context manager that closes every
-connection it accepted on exit.
+Everything binds 127.0.0.1 (or another loopback address given) on a free port and is an async
+context manager that closes every connection it accepted on exit.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ def server_ssl_context(leaf: IssuedCert, *, client_ca: str | None = None) -> ssl
 class _Listener:
     """Accepts on 127.0.0.1 and hands every connection to `_serve`; closes them all on exit."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, *, host: str = LOOPBACK) -> None:
         self._ssl = ssl_context
+        self.host = host
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[None]] = set()
@@ -52,7 +53,7 @@ class _Listener:
 
     async def __aenter__(self) -> _Listener:
         self._server = await asyncio.start_server(
-            self._on_connection, LOOPBACK, 0, ssl=self._ssl, ssl_handshake_timeout=10 if self._ssl else None
+            self._on_connection, self.host, 0, ssl=self._ssl, ssl_handshake_timeout=10 if self._ssl else None
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
@@ -93,10 +94,11 @@ class _Listener:
 
 
 class SilentListener(_Listener):
-    """Accepts TCP connections and never answers."""
+    """Accepts TCP connections and never answers. On another loopback address (`host`, e.g.
+    127.0.0.2) it stands for a place a probe must never reach: `accepted` stays 0."""
 
-    def __init__(self) -> None:
-        super().__init__(None)
+    def __init__(self, host: str = LOOPBACK) -> None:
+        super().__init__(None, host=host)
 
     async def __aenter__(self) -> SilentListener:
         await super().__aenter__()

@@ -195,8 +195,11 @@ class MongoWireServer(_Listener):
         grants: Mapping[str, Collection[str]] | None = None,
         tls: ssl.SSLContext | None = None,
         version: str = SERVER_VERSION,
+        primary_elsewhere: str | None = None,
     ) -> None:
         super().__init__(tls)
+        # host:port of the primary a replica-set secondary names in `hello` (a discovered member).
+        self.primary_elsewhere = primary_elsewhere
         self.databases = databases or {}
         self.users = dict(users or {})
         self.auth_db = auth_db
@@ -297,8 +300,19 @@ class MongoWireServer(_Listener):
             "readOnly": False,
             "ok": 1.0,
         }
+        if self.primary_elsewhere is not None:
+            # A secondary of replica set rs0: a client that discovers the set goes on to the primary.
+            member = f"127.0.0.1:{self.port}"
+            reply.update(
+                isWritablePrimary=False,
+                secondary=True,
+                setName="rs0",
+                hosts=[self.primary_elsewhere, member],
+                primary=self.primary_elsewhere,
+                me=member,
+            )
         if "hello" not in command:
-            reply["ismaster"] = True  # the legacy name answers with the legacy field
+            reply["ismaster"] = reply["isWritablePrimary"]  # the legacy name answers with the legacy field
         source, _, user = str(command.get("saslSupportedMechs", "")).partition(".")
         if source == self.auth_db and user in self.users:
             reply["saslSupportedMechs"] = ["SCRAM-SHA-256"]

@@ -7,7 +7,8 @@ the TDS packets (LOGIN7, SQL batches, RPCs and their answers) travel inside them
 exactly that with the standard library's `ssl` (a server-side `SSLObject` over memory BIOs):
 
 1. reads the client's PRELOGIN and records the encryption it asked for;
-2. answers with `encryption` (ENCRYPT_ON by default; ENCRYPT_NOT_SUP: a server without a certificate);
+2. answers with `encryption` (ENCRYPT_ON by default; ENCRYPT_NOT_SUP: a server without a certificate;
+   ENCRYPT_OFF: TLS for the LOGIN7 packet only when the client asked for encryption);
 3. runs the TLS handshake inside PRELOGIN packets with `leaf`, recording the SNI name it was sent;
 4. reads LOGIN7 inside TLS (user, password, database, server name recorded) and answers as told:
    accepted (LOGINACK with ENVCHANGEs for the database and collation), refused (ERROR tokens as
@@ -129,10 +130,13 @@ class TdsServer(_Listener):
         kind, payload = await channel.read_message()
         if kind != PRELOGIN:
             return
-        self.received.prelogin_encryption.append(prelogin_option(payload, 1)[0])
+        asked = prelogin_option(payload, 1)[0]
+        self.received.prelogin_encryption.append(asked)
         channel.write_message(TABULAR_RESULT, prelogin_answer(self._encryption))
         await channel.drain()
-        if self._encryption in (ENCRYPT_ON, ENCRYPT_REQ):
+        # ENCRYPT_OFF on both sides: TLS for the LOGIN7 packet only, then back to the clear.
+        login_only = self._encryption == ENCRYPT_OFF and asked in (ENCRYPT_OFF, ENCRYPT_ON)
+        if self._encryption in (ENCRYPT_ON, ENCRYPT_REQ) or login_only:
             if not await channel.start_tls(self._tls_context):
                 return  # the client gave up on the handshake (e.g. it does not trust the certificate)
             self.received.handshakes += 1
@@ -142,6 +146,8 @@ class TdsServer(_Listener):
         if kind != LOGIN7:
             return
         self.received.logins.append(parse_login7(payload, encrypted=channel.encrypted))
+        if login_only:
+            channel.end_tls()
         channel.write_message(TABULAR_RESULT, self._login_answer(payload))
         await channel.drain()
         if self._login_errors or self._route_to:
@@ -192,6 +198,10 @@ class _Channel:
     @property
     def encrypted(self) -> bool:
         return self._tls is not None
+
+    def end_tls(self) -> None:
+        """Back to the clear TCP stream (after a login-only TLS session; no close_notify)."""
+        self._tls = None
 
     async def start_tls(self, context: ssl.SSLContext) -> bool:
         """The TLS handshake, its records carried in PRELOGIN packets. False if the client quit."""

@@ -171,3 +171,51 @@ def test_uri_options_merge_with_chartbrew_list_options() -> None:
     )
 
     assert spec.options == {"authSource": "users", "replicaSet": "rs0"}
+
+
+# --- the password under an encoded key (issue 14.3) -------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["%70assword", "pass%77ord", "PASSWORD", "P%57D", "%70ass", "pwd"])
+def test_an_encoded_password_key_is_the_password_and_is_masked(key: str) -> None:
+    uri = f"postgresql://u@h:5432/db?sslmode=require&{key}=S3cret&x=1"
+
+    parsed = connstring.parse(uri)
+
+    assert parsed.password == "S3cret" and parsed.options == {"sslmode": "require", "x": "1"}
+    assert connstring.masked(uri) == f"postgresql://u@h:5432/db?sslmode=require&{key}=****&x=1"
+
+
+@pytest.mark.parametrize(
+    "key", ["sslpassword", "ssl%70assword", "tlsCertificateKeyFilePassword", "wallet_password", "Client-Secret"]
+)
+def test_other_secret_query_keys_are_refused_and_the_string_hidden(key: str) -> None:
+    uri = f"mongodb://u:pw@h/db?{key}=S3cret"
+
+    with pytest.raises(ValueError, match="password field") as refused:
+        connstring.parse(uri)
+    assert "S3cret" not in str(refused.value)
+    assert connstring.masked(uri) == "mongodb://****"
+
+
+def test_masked_drops_the_fragment_parse_ignores() -> None:
+    assert connstring.masked("mysql://u:pw@h/db?a=1#pw") == "mysql://u:****@h/db?a=1"
+
+
+@pytest.mark.parametrize(
+    "options", [{"password": "x"}, [{"sslPassword": "x"}], {"Pwd": "x"}, [{"a": "1"}, {"pass": "x"}]]
+)
+def test_secret_option_keys_are_refused_naming_where_the_password_goes(options: object) -> None:
+    body = {
+        "configName": "shop",
+        "type": "POSTGRESQL",
+        "host": "h",
+        "port": 5432,
+        "databaseName": "d",
+        "userName": "u",
+        "password": "p",
+        "options": options,
+    }
+    with pytest.raises(ValidationFailed) as refused:
+        validate_spec(body)
+    assert "password field" in refused.value.fields["options"]

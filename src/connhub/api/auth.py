@@ -15,6 +15,8 @@ READ = "connections:read"
 WRITE = "connections:write"
 AUDIT_READ = "audit:read"
 DEFAULT_TENANT = "default"
+# The latest `exp` a token may carry: the end of year 9999 (RFC 7519 NumericDate, seconds).
+MAX_EXP = 253_402_300_799
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class Authenticator:
             return Principal(DEFAULT_TENANT, frozenset({READ, WRITE, AUDIT_READ}))
         claims = self._claims(request.headers.get("authorization", ""))
         tenant = claims.get(self.tenant_claim)
-        if not isinstance(tenant, str | int) or isinstance(tenant, bool) or str(tenant) == "":
+        # A tenant of only spaces (or other blanks) names no organization.
+        if not isinstance(tenant, str | int) or isinstance(tenant, bool) or str(tenant).strip() == "":
             raise Forbidden(f"the token has no {self.tenant_claim} claim naming an organization")
         subject = claims.get("sub")
         return Principal(str(tenant), _scopes(claims), subject if isinstance(subject, str) else None)
@@ -74,6 +77,11 @@ class Authenticator:
             raise Unauthorized("the token has expired") from None
         except jwt.PyJWTError:
             raise Unauthorized("the token is invalid") from None
+        # PyJWT reads exp with int(): "9999999999" or 1e300 passed. RFC 7519 says a number; an
+        # integer within the calendar is what every issuer sends.
+        exp = claims.get("exp")
+        if not isinstance(exp, int) or isinstance(exp, bool) or not 0 < exp <= MAX_EXP:
+            raise Unauthorized("the token is invalid: exp must be an integer NumericDate")
         return claims
 
 

@@ -21,6 +21,7 @@ from uuid import UUID
 from connhub.domain import connstring, pem
 from connhub.domain.engines import ENGINE_NAMES, Engine
 from connhub.domain.errors import ValidationFailed
+from connhub.domain.text import CONTROL, has_nul
 
 
 class SslMode(StrEnum):
@@ -126,7 +127,6 @@ class Connection:
 # ---------------------------------------------------------------------------------------------
 # Validation
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 PRODUCT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,100}$")
 _KNOWN = frozenset((*REQUIRED_FIELDS, "schema", "ssl", "metadata", "connectionString", "options", "subType"))
@@ -286,8 +286,12 @@ def _config_name(value: Any, errors: dict[str, str]) -> str | None:
     name = value.strip()
     if not 3 <= len(name) <= 100:
         errors["configName"] = "must be 3-100 characters after trimming"
-    elif _CONTROL.search(name):
+    elif CONTROL.search(name):
         errors["configName"] = "must not contain control characters"
+    elif any(unicodedata.category(char) == "Cf" for char in name):
+        # Zero-width spaces and joiners, bidirectional controls, BOMs: a second name that looks
+        # exactly like the first (or reads backwards) is a trap, not a name.
+        errors["configName"] = "must not contain invisible characters (zero-width, bidirectional controls)"
     return name
 
 
@@ -339,7 +343,7 @@ def _bounded_text(
         errors[name] = f"must be a string of 1-{limit} characters"
         return None
     # Control characters break drivers' connection parameters; a secret's reason never quotes it.
-    if not secret and _CONTROL.search(value):
+    if not secret and CONTROL.search(value):
         errors[name] = "must not contain control characters"
     return value
 
@@ -386,6 +390,10 @@ def _metadata(value: Any, errors: dict[str, str]) -> dict[str, str] | None:
     for key, item in value.items():
         if not 1 <= len(key) <= 100:
             errors["metadata"] = "keys must be 1-100 characters"
+        elif CONTROL.search(key):
+            errors["metadata"] = "keys must not contain control characters"
+        elif isinstance(item, str) and has_nul(item):
+            errors[f"metadata.{key}"] = "must not contain a NUL character"
         elif not isinstance(item, str):
             errors[f"metadata.{key}"] = "must be a string (no object, array, number or null)"
         elif len(item) > 2000:
@@ -410,7 +418,14 @@ def _options(value: Any, errors: dict[str, str]) -> dict[str, str]:
         if not isinstance(item, str | int | float | bool) or len(str(key)) > 100 or len(str(item)) > 2000:
             errors["options"] = "each option must be a short scalar value"
             return {}
+        if CONTROL.search(str(key)) or has_nul(str(item)):
+            errors["options"] = "option names must not contain control characters, nor values a NUL"
+            return {}
         options[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
+    if any(connstring.is_secret_key(key) for key in options):
+        # Options are stored and answered in clear; a secret among them would be shown to every reader.
+        errors["options"] = connstring.SECRET_OPTION_HINT
+        return {}
     if len(items) > 50:
         errors["options"] = "at most 50 options"
     return options

@@ -22,12 +22,28 @@ SCHEMES: dict[str, tuple[str, int]] = {
     scheme: (engine.value, engine.facts.default_port) for engine in Engine for scheme in engine.facts.schemes
 }
 MASK = "****"
-# Query parameters that carry a password: taken as the password, never kept as a driver option.
+# Query parameters that carry the password: taken as the password, never kept as a driver option.
 SECRET_PARAMETERS = frozenset({"password", "pwd", "pass"})
 # Query parameters naming the database (go-mssqldb's `sqlserver://host?database=db` form).
 DATABASE_PARAMETERS = frozenset({"database", "databasename", "dbname"})
 _ENCODING_HINT = "percent-encode @ : / ? # % in the user name and password"
-_SECRET_IN_QUERY = re.compile(r"(?i)([?&;](?:password|pwd|pass)=)[^&;#]*")
+# What names a secret in an option key, once lower-cased and stripped of `-`, `_`, `.` and spaces:
+# libpq's sslpassword, MongoDB's tlsCertificateKeyFilePassword and authMechanismProperties (AWS
+# session tokens), Oracle's wallet_password, MySQL's ssl-key-password, tokens and secrets of any
+# driver.
+_SECRET_KEY_PARTS = ("password", "passwd", "passphrase", "pwd", "secret", "token", "credential")
+_SECRET_KEYS = frozenset({"pass", "authmechanismproperties", "accesskey", "privatekey", "apikey"})
+_KEY_NOISE = re.compile(r"[-_. ]")
+SECRET_OPTION_HINT = (
+    "options must not carry secrets: the password goes in the password field (or the connection string's user info)"
+)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether an option (or query parameter) named `key`, as decoded, carries a secret (every
+    one of SECRET_PARAMETERS does)."""
+    folded = _KEY_NOISE.sub("", key).lower()
+    return folded in _SECRET_KEYS or any(part in folded for part in _SECRET_KEY_PARTS)
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,8 @@ def parse(uri: str) -> ParsedUri:
     options = _query_options(parts.query)
     query_password = _pop_any(options, SECRET_PARAMETERS)
     query_database = _pop_any(options, DATABASE_PARAMETERS)
+    if any(is_secret_key(key) for key in options):
+        raise ValueError(f"has a query parameter that carries a secret; {SECRET_OPTION_HINT}")
     if parts.scheme == "mongodb+srv":
         options["srv"] = "true"
     return ParsedUri(
@@ -110,7 +128,9 @@ def masked(uri: str) -> str:
     """`uri` with its password (in the user info or the query) replaced by ****, safe to show.
 
     Never raises. A string `parse` refuses is hidden after its scheme: where its password ends
-    cannot be known.
+    cannot be known. The query is masked by the keys `parse` reads (`_query_pairs`, decoded), so a
+    password under an encoded key (`%70assword=`) is masked as it is used. The fragment, which
+    `parse` ignores, is left out.
     """
     try:
         parse(uri)
@@ -118,13 +138,19 @@ def masked(uri: str) -> str:
     except ValueError:
         scheme = uri.strip().partition("://")[0]
         return f"{scheme}://{MASK}" if scheme.lower().removeprefix("jdbc:") in SCHEMES else MASK
-    text = _SECRET_IN_QUERY.sub(lambda found: found.group(1) + MASK, uri.strip())
-    if parts.userinfo is None or ":" not in parts.userinfo:
-        return text
-    prefix, _, rest = text.partition("://")
-    authority, tail = _cut_authority(rest)
-    user = authority.rpartition("@")[0].partition(":")[0]
-    return f"{prefix}://{user}:{MASK}@{parts.hostport}{tail}"
+    prefix, _, rest = uri.strip().partition("://")
+    tail = _cut_authority(rest)[1].partition("#")[0]
+    path, question_mark, _ = tail.partition("?")
+    userinfo = ""
+    if parts.userinfo is not None:
+        user, colon, _ = parts.userinfo.partition(":")
+        userinfo = f"{user}:{MASK}@" if colon else f"{user}@"
+    pieces = [_masked_pair(raw, key) for raw, key, _ in _query_pairs(parts.query)]
+    return f"{prefix}://{userinfo}{parts.hostport}{path}{question_mark}{'&'.join(pieces)}"
+
+
+def _masked_pair(raw: str, key: str) -> str:
+    return f"{raw.partition('=')[0]}={MASK}" if is_secret_key(key) else raw
 
 
 # -- parsing helpers ----------------------------------------------------------------------------
@@ -197,11 +223,23 @@ def _decoded(text: str, what: str) -> str | None:
         raise ValueError(f"has a {what} whose percent-encoding is not UTF-8") from None
 
 
+def _query_pairs(query: str) -> list[tuple[str, str, str]]:
+    """Each `key=value` of the query as (the raw text, the decoded key, the decoded value): the one
+    reading of the query that both `parse` and `masked` use."""
+    pairs: list[tuple[str, str, str]] = []
+    for raw in query.split("&"):
+        if not raw:
+            continue
+        try:
+            decoded = parse_qsl(raw, keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError):
+            raise ValueError("has a query string that is not valid percent-encoded UTF-8") from None
+        pairs.extend((raw, key, value) for key, value in decoded)
+    return pairs
+
+
 def _query_options(query: str) -> dict[str, str]:
-    try:
-        return dict(parse_qsl(query, keep_blank_values=True, errors="strict"))
-    except (UnicodeDecodeError, ValueError):
-        raise ValueError("has a query string that is not valid percent-encoded UTF-8") from None
+    return {key: value for _, key, value in _query_pairs(query)}
 
 
 def _pop_any(options: dict[str, str], names: frozenset[str]) -> str | None:

@@ -6,11 +6,12 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from connhub.domain.engines import ENGINE_NAMES, Engine
 from connhub.domain.errors import ValidationFailed
+from connhub.domain.text import has_nul
 
 T = TypeVar("T")
 SortBy = Literal["createdAt", "configName"]
@@ -19,6 +20,11 @@ HealthFilter = Literal["up", "down", "unknown"]
 # The deepest page an offset can reach without overflowing the store's 64-bit OFFSET (page * limit).
 MAX_PAGE = 10**9
 MAX_LIMIT = 1000  # rows in one page
+# The dates a filter may name: an inclusive end date is compared with the next day's midnight, so
+# the last day of the calendar cannot be one.
+FIRST_DATE, LAST_DATE = date(1, 1, 2), date(9999, 12, 30)
+MAX_NUMBER = 2**63 - 1  # the store's BIGINT
+_TEXT_FILTERS = ("host", "databaseName", "configName")
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,18 @@ class Cursor:
             sort_by, sort_order, value, number = json.loads(raw)
             if sort_by not in ("createdAt", "configName") or sort_order not in ("asc", "desc"):
                 raise ValueError
-            return cls(sort_by, sort_order, str(value), int(number))
-        except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+            if not isinstance(value, str) or not isinstance(number, int) or not 0 <= number <= MAX_NUMBER:
+                raise ValueError
+            if sort_by == "createdAt":
+                # A timestamp the store can compare: aware, and within the calendar once in UTC.
+                moment = datetime.fromisoformat(value)
+                if moment.tzinfo is None:
+                    raise ValueError
+                moment.astimezone(UTC)
+            elif has_nul(value) or len(value) > 200:
+                raise ValueError
+            return cls(sort_by, sort_order, value, number)
+        except (ValueError, TypeError, OverflowError, binascii.Error, json.JSONDecodeError):
             raise ValidationFailed({"cursor": "is not a cursor this service returned"}) from None
 
 
@@ -93,6 +109,12 @@ def parse_list_query(params: dict[str, Any], metadata: dict[str, str], product_n
         engine = engine.upper()
         if engine not in Engine.__members__:
             errors["type"] = f"must be one of {ENGINE_NAMES}"
+    for name in _TEXT_FILTERS:
+        if has_nul(str(params.get(name) or "")):
+            errors[name] = "must not contain a NUL character"
+    for key, value in metadata.items():
+        if has_nul(key) or has_nul(value):
+            errors[f"metadata.{key}"] = "must not contain a NUL character"
     start, end = _date_param(params, "startDate", errors), _date_param(params, "endDate", errors)
     if start and end and start > end:
         errors["startDate"] = "must not be after endDate"
@@ -143,11 +165,9 @@ def _date_param(params: dict[str, Any], name: str, errors: dict[str, str]) -> da
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw) if len(raw) == 10 else _bad_date()
+        value = date.fromisoformat(raw) if len(raw) == 10 else None
     except ValueError:
-        errors[name] = "must be a date YYYY-MM-DD"
-        return None
-
-
-def _bad_date() -> date:
-    raise ValueError
+        value = None
+    if value is None or not FIRST_DATE <= value <= LAST_DATE:
+        errors[name] = f"must be a date YYYY-MM-DD from {FIRST_DATE} to {LAST_DATE}"
+    return value if name not in errors else None

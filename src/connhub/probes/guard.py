@@ -7,13 +7,19 @@ resolution (DNS rebinding) cannot send it elsewhere.
 
 Names are resolved by the system resolver (getaddrinfo: /etc/hosts, then the machine's DNS) unless
 DNS servers are configured (CONNHUB_PROBE_DNS_SERVERS): then A and AAAA records are asked of exactly
-those servers and nothing else, not even /etc/hosts. IP literals are never resolved.
+those servers and nothing else, not even /etc/hosts. IP literals are never resolved, nor are the
+shorthand IPv4 forms the C library reads as numbers (`0`, `0x7f.1`).
+
+An address is judged as written and as where the kernel sends it: an IPv4-mapped IPv6 address
+reaches its IPv4 address, and the unspecified addresses (0.0.0.0/8, ::, ::ffff:0.0.0.0/104)
+reach this machine, so they count as loopback and are denied whenever loopback is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -78,19 +84,39 @@ def _dns_server(entry: str) -> DnsServer:
     return str(address), int(port)
 
 
+# The unspecified addresses: a connection to one of them goes to this machine (Linux sends
+# 0.0.0.0/8 and :: to loopback), so they are judged as the loopback address they reach.
+_UNSPECIFIED_V4 = IPv4Network("0.0.0.0/8")
+_LOOPBACK_V4 = IPv4Address("127.0.0.1")
+_LOOPBACK_V6 = IPv6Address("::1")
+
+
 def normalise(address: Address) -> Address:
-    """An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address it reaches."""
+    """Where a connection to `address` really goes: an IPv4-mapped IPv6 address (::ffff:a.b.c.d)
+    reaches the IPv4 address, an unspecified address (0.0.0.0/8, ::, ::ffff:0.0.0.0/104) reaches
+    loopback."""
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+        address = address.ipv4_mapped
+    if isinstance(address, IPv4Address) and address in _UNSPECIFIED_V4:
+        return _LOOPBACK_V4
+    if isinstance(address, IPv6Address) and address.is_unspecified:
+        return _LOOPBACK_V6
     return address
 
 
+def destination_of(literal: str) -> str:
+    """The address a connection to the IP literal `literal` reaches, as text (see `normalise`);
+    a zone (fe80::1%eth0) does not change it."""
+    return str(normalise(ipaddress.ip_address(_strip_scope(literal).removeprefix("[").removesuffix("]"))))
+
+
 def is_allowed(address: Address, deny: Sequence[Network], allow: Sequence[Network]) -> bool:
-    """Not in any denied network and, when an allow list is set, in one of its networks."""
-    address = normalise(address)
-    if any(_contains(network, address) for network in deny):
+    """Neither as written nor where the kernel sends it (see `normalise`) in a denied network
+    and, when an allow list is set, reaching an address in one of its networks."""
+    reached = normalise(address)
+    if any(_contains(network, candidate) for network in deny for candidate in (address, reached)):
         return False
-    return not allow or any(_contains(network, address) for network in allow)
+    return not allow or any(_contains(network, reached) for network in allow)
 
 
 def _contains(network: Network, address: Address) -> bool:
@@ -116,7 +142,7 @@ async def resolve_checked(
     """
     literal = _ip_literal(host)
     if literal is not None:
-        addresses = [normalise(literal)]
+        addresses = [literal]
     elif dns_servers:
         addresses = await _resolve_with(dns_servers, host, timeout)
     else:
@@ -126,7 +152,7 @@ async def resolve_checked(
             ErrorCategory.HOST_FORBIDDEN,
             f"Connections to {host} are not allowed: it resolves to an address in a forbidden network range",
         )
-    return str(addresses[0])
+    return str(normalise(addresses[0]))
 
 
 async def _resolve(host: str, port: int, timeout: float) -> list[Address]:
@@ -140,7 +166,7 @@ async def _resolve(host: str, port: int, timeout: float) -> list[Address]:
     except (OSError, UnicodeError):
         # socket.gaierror (an OSError) for unknown names; UnicodeError for names IDNA rejects.
         raise ProbeFailure(ErrorCategory.DNS_FAILED, f"Could not resolve host {host}") from None
-    addresses = _unique(normalise(ipaddress.ip_address(_strip_scope(str(info[4][0])))) for info in infos)
+    addresses = _unique(ipaddress.ip_address(_strip_scope(str(info[4][0]))) for info in infos)
     if not addresses:
         raise ProbeFailure(ErrorCategory.DNS_FAILED, f"Host {host} resolves to no address")
     return addresses
@@ -176,7 +202,7 @@ async def _resolve_with(servers: Sequence[DnsServer], host: str, timeout: float)
             raise ProbeFailure(ErrorCategory.DNS_FAILED, f"Could not resolve host {host}") from None
         raise error
     addresses = _unique(
-        normalise(ipaddress.ip_address(record.to_text()))
+        ipaddress.ip_address(record.to_text())
         for answer in answers
         if isinstance(answer, dns.resolver.Answer) and answer.rrset is not None
         for record in answer.rrset
@@ -190,10 +216,21 @@ def _timed_out(host: str, timeout: float) -> ProbeFailure:
     return ProbeFailure(ErrorCategory.TIMEOUT, f"Resolving {host} took longer than {timeout:g} s")
 
 
+_INET_ATON_FORM = re.compile(r"^[0-9A-Fa-fXx.]+$")
+
+
 def _ip_literal(host: str) -> Address | None:
+    """The address `host` is as an IP literal, including the shorthand IPv4 forms the C library
+    reads as numbers before any DNS (inet_aton: `0`, `0x0`, `0.0`, `127.1`, `0177.0.0.1`)."""
     try:
         return ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
     except ValueError:
+        pass
+    if not _INET_ATON_FORM.match(host):
+        return None
+    try:
+        return IPv4Address(socket.inet_aton(host))
+    except OSError:
         return None
 
 

@@ -5,10 +5,14 @@ How the rules of `probes.base` apply here:
 - The client connects to `ctx.address` (never `target.host`) with `directConnection=True`, so
   pymongo does not go on to the other replica-set members the server names in `hello`: those
   were never checked by the network guard.
-- mongodb+srv (`options["srv"] == "true"`) is refused. SRV and TXT lookups name other hosts (and
+- mongodb+srv (`options["srv"] == "true"`) is refused (HOST_FORBIDDEN). SRV and TXT lookups name other hosts (and
   options) that the guard never saw, and `ProbeContext` carries one checked address, not the
   guard itself, so the probe cannot check them. Supporting SRV needs the runner to resolve the
   SRV record and check every host it names (or to hand probes a `check(host, port)` callable).
+- Only the options the probe reads reach pymongo (authSource, authMechanism), so none can turn
+  discovery back on; the mechanisms are those that talk to the server alone (MONGODB-AWS and
+  MONGODB-OIDC ask cloud metadata services for credentials, GSSAPI a KDC). Whatever pymongo would
+  still open elsewhere is refused by the egress confinement (probes/egress.py).
 - TLS: pymongo verifies the certificate against the name it connects to, which is the IP address.
   For `verify-full` the probe binds pymongo's TLS context to `target.host` (SNI and the OpenSSL
   host name check), so the certificate is checked against the name the user typed, on the same
@@ -64,6 +68,8 @@ PARALLEL_SAMPLES = 4  # collections sampled at once (each on its own pooled conn
 
 _AUTH_FAILED_CODES = {18, 8000}  # 8000: Atlas's "bad auth : Authentication failed."
 _UNAUTHORIZED_CODE = 13
+# Mechanisms that need nothing but the server (see the module docstring).
+AUTH_MECHANISMS = frozenset({"SCRAM-SHA-1", "SCRAM-SHA-256", "PLAIN", "MONGODB-X509", "DEFAULT"})
 
 Client = AsyncMongoClient[dict[str, Any]]
 
@@ -92,9 +98,15 @@ async def _session(target: ProbeTarget, ctx: ProbeContext) -> AsyncIterator[Clie
     """A connected, authenticated client bounded by the budget; always closed."""
     if target.options.get("srv", "").lower() == "true":
         raise ProbeFailure(
-            ErrorCategory.DRIVER_ERROR,
+            ErrorCategory.HOST_FORBIDDEN,
             "mongodb+srv is not supported: the hosts an SRV record names cannot be checked by the "
             "network guard. Connect to one host:port of the deployment instead.",
+        )
+    mechanism = target.options.get("authMechanism")
+    if mechanism and mechanism.upper() not in AUTH_MECHANISMS:
+        raise ProbeFailure(
+            ErrorCategory.DRIVER_ERROR,
+            f"authMechanism {mechanism} is not supported: use one of {', '.join(sorted(AUTH_MECHANISMS))}",
         )
     if ctx.timeout_s <= 0:
         raise timed_out(target, ctx)

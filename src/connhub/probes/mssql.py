@@ -1,66 +1,57 @@
-"""SQL Server probe: pymssql (FreeTDS) for the modes without certificate checks, python-tds
-(pytds, pure Python, TLS by pyOpenSSL) for verify-ca and verify-full. Both drivers block, so each
-connect-query-close sequence runs in a thread of a small dedicated pool (not asyncio's default
-executor, which getaddrinfo and other libraries share); the event loop only awaits it, bounded by
-the budget. The drivers are given the budget as their own timeouts too, so a thread the loop
-stopped waiting for ends by itself soon after.
+"""SQL Server probe: python-tds (pytds, pure Python, TLS by pyOpenSSL) for every sslmode. It
+blocks, so each connect-query-close sequence runs in a thread of a small dedicated pool (not
+asyncio's default executor, which getaddrinfo and other libraries share); the event loop only
+awaits it, bounded by the budget. pytds is given the budget as its own timeouts too, so a thread
+the loop stopped waiting for ends by itself soon after.
 
 SQL Server negotiates TLS inside TDS: the PRELOGIN exchange says who wants encryption, then the
 TLS handshake travels in PRELOGIN packets. Per sslmode:
 
-- disable (pymssql): encryption "off": PRELOGIN says ENCRYPT_NOT_SUP, nothing is encrypted (a
-  server that insists on encryption refuses the login);
-- allow, prefer (pymssql): "request": PRELOGIN says ENCRYPT_OFF, so the login packet (with the
-  password) is encrypted and the session too if the server insists; certificate not checked;
-- require (pymssql): "require": ENCRYPT_ON, the whole session is encrypted or the login fails;
-  certificate not checked (libpq's "require"). pytds cannot encrypt without verifying, and
-  pymssql cannot verify per connection, hence the two drivers;
-- verify-ca (pytds): ENCRYPT_ON, the whole session is encrypted, and the handshake fails unless
-  the server's chain leads to `ssl.ca` (the system's CAs without one); no name check;
-- verify-full (pytds): as verify-ca, and the certificate must name `target.host` (see
+- disable: PRELOGIN says ENCRYPT_NOT_SUP, nothing is encrypted (a server that insists on
+  encryption refuses the login);
+- allow, prefer: ENCRYPT_OFF, so the login packet (with the password) is encrypted, and the
+  session too if the server insists; certificate not checked;
+- require: ENCRYPT_ON, the whole session is encrypted or there is no login; certificate not
+  checked (libpq's "require");
+- verify-ca: ENCRYPT_ON, and the handshake fails unless the server's chain leads to `ssl.ca` (the
+  system's CAs without one); no name check;
+- verify-full: as verify-ca, and the certificate must name `target.host` (see
   `certificate_matches`), checked after the handshake and before LOGIN7, so the password is
   never sent to a server that fails either check.
 
 pytds is given a socket this module connected to the guard-checked address (`sock=`), and
 `target.host` as its server name: the name is what SNI, the certificate check and LOGIN7's
-ServerName use, and pytds never resolves it. Two more things keep pytds to that one connection:
-a server may answer a login with a routing ENVCHANGE (Azure SQL's redirect, read-only routing)
-and pytds would then connect wherever it says, unchecked; so while pytds runs, the worker thread
-is confined (see `_confined`) and any new socket or name lookup from it fails, reported as
-HOST_FORBIDDEN. And pytds's own host name check (`pytds.tls.validate_host`) fails on current
-pyOpenSSL and accepts a Common Name beside SANs, so it is replaced by this module's, in one
-place (`_install_host_check`); should a pytds release no longer call it, verify-full refuses to
-run rather than checking less.
+ServerName use, and pytds never resolves it. A server may answer a login with a routing
+ENVCHANGE (Azure SQL's redirect, read-only routing) and pytds would then connect wherever it
+says; the worker thread runs in the probe's egress confinement (probes/egress.py), so that
+connection is refused before a packet leaves and the runner reports HOST_FORBIDDEN. FreeTDS
+(pymssql) is not used: it follows routing in C, where no Python hook can see or stop it.
 
-Login errors: pymssql keeps the messages of a failed login in process-wide variables that it
-never resets (its `clr_err(None)` assigns to locals), so after the first failed login in a process
-every later one reports that first message number, and server messages of no higher severity are
-dropped. A pymssql login failure is therefore classified from the DB-Lib messages FreeTDS adds for
-that attempt (refused, timed out, "General SQL Server error" with the server message's severity
-class), never from the reported number. Concurrent failing logins can still mix their texts.
-pytds reports each connection's own messages (the last one's number, all of their text).
+pytds's TLS context comes from `pytds.tls.create_context(cafile)`, which always verifies; for
+the modes that encrypt without checking, pytds is given a marker instead of a CA file, and this
+module's replacement of that function (`_install_tls_context`) answers it with a context that
+does not verify. pytds's own host name check (`pytds.tls.validate_host`) fails on current
+pyOpenSSL and accepts a Common Name beside SANs, so it is replaced by this module's
+(`_install_host_check`); should a pytds release no longer call either, the modes that need them
+refuse to run rather than checking less or more quietly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import functools
 import ipaddress
-import math
 import os
 import socket
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import OpenSSL.crypto
 import OpenSSL.SSL
-import pymssql
 import pytds
 import pytds.tls
 from cryptography import x509
@@ -82,19 +73,14 @@ from connhub.probes.support import (
 T = TypeVar("T")
 
 DEFAULT_SCHEMA = Engine.SQL_SERVER.facts.default_schema
-TDS_VERSION = "7.4"  # SQL Server 2012+; older servers answer with their own version in LOGINACK.
-# Fixed rather than negotiated: FreeTDS's "auto" retries older versions, each with the full login
-# timeout, which multiplies the time a silent server costs.
-
-_ENCRYPTION = {"disable": "off", "allow": "request", "prefer": "request", "require": "require"}
+_LOGIN_ONLY_MODES = frozenset({"allow", "prefer"})  # ENCRYPT_OFF: TLS for the login packet
 _MIN_TIMEOUT_S = 0.05  # what pytds and the socket get once the thread's own limit has passed
 
 # Threads for blocking driver calls. A thread the budget gave up on still runs until the driver's
-# own timeout (at most the budget, rounded up), so the pool is sized for a burst of silent servers.
+# own timeout (at most the budget), so the pool is sized for a burst of silent servers.
 _THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="connhub-mssql")
 
 VERSION_QUERY = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128))"
-ENCRYPTION_QUERY = "SELECT encrypt_option FROM sys.dm_exec_connections WHERE session_id = @@SPID"
 
 # One catalog query: the columns of the schema's tables and views in ordinal order, with whether
 # each is part of the table's primary key.
@@ -138,80 +124,14 @@ async def _in_thread(target: ProbeTarget, ctx: ProbeContext, work: Callable[[Any
     if ctx.timeout_s <= 0:
         raise timed_out(target, ctx)
     mode = target.ssl.mode if target.ssl else "disable"
-    session: Callable[[], T]
-    if mode in VERIFYING_MODES:  # served by pytds
-        session = functools.partial(_verified_session, target, ctx, mode, work)
-    else:
-        session = functools.partial(_session, target, ctx, _ENCRYPTION.get(mode, "off"), work)
+    # The probe's context goes with it into the thread: its egress confinement included.
+    session = functools.partial(contextvars.copy_context().run, _session, target, ctx, mode, work)
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(ctx.timeout_s):
             return await loop.run_in_executor(_THREADS, session)
     except TimeoutError:
         raise timed_out(target, ctx) from None
-    except pymssql.Error as exc:
-        raise classify(exc, target, ctx) from exc
-
-
-# --- pymssql: disable, allow, prefer, require ----------------------------------------------------
-
-
-def _session(target: ProbeTarget, ctx: ProbeContext, encryption: str, work: Callable[[Any], T]) -> T:
-    """The blocking part. Runs in a worker thread; the connection is closed whatever happens."""
-    seconds = max(1, math.ceil(ctx.timeout_s))
-    with ctx.phase("connect"):
-        connection = _connect(target, ctx, encryption, seconds)
-    try:
-        with ctx.phase("query"):
-            ctx.server_version = str(_rows(connection, VERSION_QUERY)[0][0])
-            ctx.tls.enabled = _encrypted(connection, encryption)
-            return work(connection)
-    except pymssql.Error as exc:
-        raise classify(exc, target, ctx) from exc
-    finally:
-        connection.close()
-
-
-def _connect(target: ProbeTarget, ctx: ProbeContext, encryption: str, seconds: int) -> Any:
-    try:
-        # login_timeout is process-wide in FreeTDS (dbsetlogintime): concurrent probes may apply
-        # each other's value, but all are derived from the same global budget.
-        return pymssql.connect(
-            server=ctx.address,
-            port=str(target.port),
-            user=target.user,
-            password=target.password,
-            database=target.database,
-            login_timeout=seconds,
-            timeout=seconds,
-            encryption=encryption,
-            tds_version=target.options.get("tds_version", TDS_VERSION),
-            appname="connhub",
-            autocommit=True,
-        )
-    except pymssql.Error as exc:
-        raise classify_login(exc, target, ctx) from exc
-
-
-def _rows(connection: Any, query: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
-    cursor = connection.cursor()
-    try:
-        cursor.execute(query, params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
-def _encrypted(connection: Any, encryption: str) -> bool:
-    """Whether the session is encrypted. The DMV needs VIEW SERVER STATE; without it, only a
-    "require" login is known to be encrypted (FreeTDS fails it otherwise)."""
-    try:
-        return str(_rows(connection, ENCRYPTION_QUERY)[0][0]).upper() == "TRUE"
-    except (pymssql.Error, IndexError):
-        return encryption == "require"
-
-
-# --- pytds: verify-ca, verify-full --------------------------------------------------------------
 
 
 class CertificateNameMismatch(Exception):
@@ -223,57 +143,48 @@ class CertificateNameMismatch(Exception):
         self.names = tuple(names)
 
 
-class ConnectionOutsideGuard(Exception):
-    """The driver tried to open a connection or resolve a name the network guard did not check.
-
-    Not an OSError on purpose: socket.create_connection would swallow it and try the next address.
-    """
-
-    def __init__(self, event: str, destination: str | None) -> None:
-        super().__init__(event, destination)
-        self.event = event
-        self.destination = destination
-
-
-def _verified_session(target: ProbeTarget, ctx: ProbeContext, mode: str, work: Callable[[Any], T]) -> T:
-    """The blocking part for verify-ca and verify-full; every failure leaves as a ProbeFailure."""
+def _session(target: ProbeTarget, ctx: ProbeContext, mode: str, work: Callable[[Any], T]) -> T:
+    """The blocking part; every failure leaves as a ProbeFailure, the connection always closed."""
     # The thread's own limit ends a little before the event loop's, so that a driver error that
     # pytds holds until its login timeout (it waits out the rest of it before raising some errors)
     # still reaches the classifier rather than becoming a bare timeout.
     deadline = time.monotonic() + max(0.05, ctx.timeout_s - min(0.5, ctx.timeout_s * 0.1))
     try:
-        connection = _verified_connect(target, ctx, mode, deadline)
+        connection = _connect(target, ctx, mode, deadline)
         try:
-            with ctx.phase("query"), _confined():
+            with ctx.phase("query"):
                 _record_tls(connection, ctx)
                 ctx.server_version = str(_rows(connection, VERSION_QUERY)[0][0])
                 return work(connection)
         finally:
-            with _confined():
-                connection.close()
+            connection.close()
     except ProbeFailure:
         raise
     except Exception as exc:
-        raise classify_verified(exc, target, ctx) from exc
+        raise classify(exc, target, ctx) from exc
 
 
-def _verified_connect(target: ProbeTarget, ctx: ProbeContext, mode: str, deadline: float) -> Any:
+def _connect(target: ProbeTarget, ctx: ProbeContext, mode: str, deadline: float) -> Any:
     if mode == "verify-full" and not _HOST_CHECK_INSTALLED:
         raise ProbeFailure(
             ErrorCategory.TLS_FAILED,
             "verify-full cannot be enforced with this python-tds version (its host name check could not be "
             "replaced by a correct one); use verify-ca, or a python-tds version this service supports",
         )
+    if mode != "disable" and mode not in VERIFYING_MODES and not _TLS_CONTEXT_INSTALLED:
+        raise ProbeFailure(
+            ErrorCategory.TLS_FAILED,
+            f"sslmode {mode} cannot be served with this python-tds version (it cannot encrypt without checking "
+            "the certificate); use verify-ca or verify-full",
+        )
     server_name = tls_server_name(target.host)
     material = target.ssl
-    with private_files(ca=material.ca if material else None) as files:
-        cafile = files.paths.get("ca") or system_ca_file()  # pytds takes a CA file, nothing else
-        if "ca" in files.paths:
-            _check_ca_file(cafile)
+    with private_files(ca=material.ca if material and mode in VERIFYING_MODES else None) as files:
+        cafile = _cafile(mode, files.paths.get("ca"))
         with ctx.phase("connect"):
             sock = socket.create_connection((ctx.address, target.port), timeout=time_left(deadline, _MIN_TIMEOUT_S))
         try:
-            with ctx.phase("auth"), _confined():  # PRELOGIN, TLS handshake, certificate checks, LOGIN7
+            with ctx.phase("auth"):  # PRELOGIN, TLS handshake, certificate checks, LOGIN7
                 return pytds.connect(
                     dsn=server_name,  # SNI, the certificate's expected name and LOGIN7's ServerName
                     port=target.port,
@@ -283,7 +194,7 @@ def _verified_connect(target: ProbeTarget, ctx: ProbeContext, mode: str, deadlin
                     database=target.database,
                     cafile=cafile,
                     validate_host=mode == "verify-full",
-                    enc_login_only=False,  # ENCRYPT_ON: the whole session, or no login at all
+                    enc_login_only=mode in _LOGIN_ONLY_MODES,
                     login_timeout=time_left(deadline, _MIN_TIMEOUT_S),
                     timeout=time_left(deadline, _MIN_TIMEOUT_S),
                     disable_connect_retry=True,
@@ -294,6 +205,28 @@ def _verified_connect(target: ProbeTarget, ctx: ProbeContext, mode: str, deadlin
         except BaseException:
             sock.close()
             raise
+
+
+def _cafile(mode: str, given: str | None) -> str | None:
+    """What pytds is given as `cafile`: none (no TLS offered) for disable, the marker of a context
+    that does not verify for allow, prefer and require, a CA file for the verifying modes."""
+    if mode == "disable":
+        return None
+    if mode not in VERIFYING_MODES:
+        return _UNVERIFIED
+    if given is None:
+        return system_ca_file()  # pytds takes a CA file, nothing else
+    _check_ca_file(given)
+    return given
+
+
+def _rows(connection: Any, query: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+    cursor = connection.cursor()
+    try:
+        cursor.execute(query, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _check_ca_file(path: str) -> None:
@@ -307,13 +240,13 @@ def _check_ca_file(path: str) -> None:
 
 
 def _record_tls(connection: Any, ctx: ProbeContext) -> None:
-    """pytds logs in only over a session encrypted from PRELOGIN on (ENCRYPT_ON; it refuses a
-    server that answers otherwise). Version and cipher are read where pytds keeps its TLS
-    connection, if it still does; nothing depends on them."""
-    ctx.tls.enabled = True
+    """Whether the session is encrypted: pytds keeps its TLS connection as the session's transport
+    after the login unless the login alone was encrypted (ENCRYPT_OFF both ways), when it goes back
+    to the clear socket. Version and cipher are read from it; nothing depends on them."""
     transport = getattr(getattr(connection, "_tds_socket", None), "sock", None)
+    ctx.tls.enabled = isinstance(transport, pytds.tls.EncryptedSocket)
     tls = getattr(transport, "_tls_conn", None)
-    if isinstance(tls, OpenSSL.SSL.Connection):
+    if ctx.tls.enabled and isinstance(tls, OpenSSL.SSL.Connection):
         ctx.tls.version = tls.get_protocol_version_name()
         ctx.tls.cipher = tls.get_cipher_name()
 
@@ -410,59 +343,35 @@ def _install_host_check() -> bool:
 
 _HOST_CHECK_INSTALLED = _install_host_check()
 
-
-# The confinement. Python's audit hooks see every socket created, connected or resolved in the
-# process; while a worker thread runs pytds, any of these from that thread is refused (the hook
-# raises). Our own socket is connected before; pytds then needs none of them unless it follows a
-# server's redirect (or asks the SQL Browser for a port), which would bypass the network guard.
-_NEW_CONNECTIONS = frozenset(
-    {
-        "socket.__new__",
-        "socket.connect",
-        "socket.connect_ex",
-        "socket.sendto",
-        "socket.sendmsg",
-        "socket.getaddrinfo",
-        "socket.gethostbyname",
-        "socket.gethostbyname_ex",
-        "socket.gethostbyaddr",
-        "socket.getnameinfo",
-    }
-)
-_confinement = threading.local()
+# The marker given to pytds as `cafile` for a TLS context that does not verify (see the module
+# docstring); not a path, so it never names a file.
+_UNVERIFIED = "connhub:encrypt-without-verifying"
 
 
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event in _NEW_CONNECTIONS and getattr(_confinement, "active", False):
-        raise ConnectionOutsideGuard(event, _destination(event, args))
+def _install_tls_context() -> bool:
+    """The other change made to pytds: `create_context` answers `_UNVERIFIED` with a context that
+    encrypts without checking the certificate (and any real CA file as pytds does). False when this
+    pytds builds its context another way (allow, prefer and require then refuse to run)."""
+    original = getattr(pytds.tls, "create_context", None)
+    code = getattr(getattr(pytds, "connect", None), "__code__", None)
+    if original is None or code is None or "create_context" not in code.co_names:
+        return False
+
+    def create_context(cafile: str) -> OpenSSL.SSL.Context:
+        if cafile != _UNVERIFIED:
+            verifying: OpenSSL.SSL.Context = original(cafile)
+            return verifying
+        # TLS 1.2, as pytds's own contexts: its handshake loop inside PRELOGIN packets ends when the
+        # client's handshake does, before a TLS 1.3 client has sent its Finished.
+        context = OpenSSL.SSL.Context(OpenSSL.SSL.TLSv1_2_METHOD)
+        context.set_verify(OpenSSL.SSL.VERIFY_NONE)
+        return context
+
+    pytds.tls.create_context = create_context
+    return True
 
 
-def _destination(event: str, args: tuple[Any, ...]) -> str | None:
-    try:
-        if event == "socket.getaddrinfo":
-            return f"{args[0]}:{args[1]}" if args[1] else str(args[0])
-        if event in ("socket.connect", "socket.connect_ex", "socket.sendto", "socket.sendmsg"):
-            address = args[1]
-            return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
-        if event in ("socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
-            return str(args[0])
-    except (IndexError, TypeError):
-        pass
-    return None
-
-
-sys.addaudithook(_audit)
-
-
-@contextmanager
-def _confined() -> Iterator[None]:
-    """While active, this thread can open no socket and resolve no name (see `_audit`)."""
-    outer = getattr(_confinement, "active", False)
-    _confinement.active = True
-    try:
-        yield
-    finally:
-        _confinement.active = outer
+_TLS_CONTEXT_INSTALLED = _install_tls_context()
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -476,58 +385,12 @@ _SERVER_CATEGORIES = {
     911: ErrorCategory.DATABASE_NOT_FOUND,  # database does not exist
 }
 
-_OS_ERRORS = {
-    "Connection refused": ErrorCategory.PORT_CLOSED,
-    "No route to host": ErrorCategory.HOST_UNREACHABLE,
-    "Network is unreachable": ErrorCategory.HOST_UNREACHABLE,
-}
-
-# DB-Lib 20018 ("General SQL Server error: Check messages from the SQL Server") carries the
-# severity class of the server message it stands for. During a login, SQL Server answers a bad
-# password with 18456 (class 14) and a database it cannot open with 4060 (class 11) then 18456.
-_LOGIN_CLASS_11 = "20018, severity 11"
-_LOGIN_CLASS_14 = "20018, severity 14"
-
-
-def classify_login(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
-    """The category of an error pymssql.connect raised, from the text of this attempt's messages
-    (the number pymssql reports for a login may be stale, see the module docstring)."""
-    _, text = error_details(exc)
-    place = where(target, ctx)
-    for os_error, category in _OS_ERRORS.items():
-        if os_error in text:
-            return ProbeFailure(category, f"{place}: {os_error.lower()}")
-    if "20003" in text or "timed out" in text:  # SYBETIME: no answer within the login timeout
-        return timed_out(target, ctx)
-    if "Cannot open database" in text or _LOGIN_CLASS_11 in text:
-        return ProbeFailure(
-            ErrorCategory.DATABASE_NOT_FOUND,
-            f"Cannot open database '{target.database}': it does not exist or the login cannot use it",
-        )
-    if "Login failed" in text or _LOGIN_CLASS_14 in text:
-        return ProbeFailure(ErrorCategory.AUTH_FAILED, f"Login failed for user '{target.user}'")
-    if "20017" in text or "Unexpected EOF" in text:  # SYBESEOF: the server hung up
-        return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{place} closed the connection during login")
-    return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"SQL Server login at {place} failed: {_first_line(text)}")
-
-
-def classify(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
-    """The category of an error on an open connection: ((number, b"message text"),)."""
-    number, text = error_details(exc)
-    category = _SERVER_CATEGORIES.get(number)
-    if category is not None:
-        return ProbeFailure(category, _first_line(text))
-    if number == 20003 or "timed out" in text:
-        return timed_out(target, ctx)
-    return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"SQL Server error {number}: {_first_line(text)}")
-
-
 # Login failures SQL Server reports with their own number (pytds reports the last message's).
 _LOGIN_FAILURES = {18456, 18452, 18470, 18486, 18487, 18488}
 
 
-def classify_verified(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
-    """The category of an error from the pytds path (our socket, pytds, pyOpenSSL)."""
+def classify(exc: BaseException, target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
+    """The category of an error from our socket, pytds or pyOpenSSL."""
     place = where(target, ctx)
     if isinstance(exc, TimeoutError) and exc.__cause__ is not None and not isinstance(exc.__cause__, TimeoutError):
         exc = exc.__cause__  # pytds waited out its login timeout after this error, then raised TimeoutError
@@ -540,17 +403,14 @@ def classify_verified(exc: BaseException, target: ProbeTarget, ctx: ProbeContext
         )
     if isinstance(exc, OpenSSL.SSL.Error):
         return ProbeFailure(ErrorCategory.TLS_FAILED, f"TLS handshake with {place} failed: {_openssl_reasons(exc)}")
-    if isinstance(exc, ConnectionOutsideGuard):
-        destination = f" to {exc.destination}" if exc.destination else ""
-        return ProbeFailure(
-            ErrorCategory.HOST_FORBIDDEN,
-            f"SQL Server at {place} redirected the connection{destination}; redirects are not followed, "
-            "only the address the network guard checked is used: test the server it names directly",
-        )
     if isinstance(exc, pytds.DatabaseError):
         return _classify_server_error(exc, target)
     if isinstance(exc, pytds.InterfaceError) and "closed" in str(exc).lower():
         return ProbeFailure(ErrorCategory.DRIVER_ERROR, f"{place} closed the connection during login")
+    if isinstance(exc, pytds.Error) and "required by server" in str(exc):
+        return ProbeFailure(
+            ErrorCategory.TLS_FAILED, f"{place} requires encryption, which sslmode disable does not offer: use require"
+        )
     if isinstance(exc, pytds.Error) and "not supported by server" in str(exc):
         return ProbeFailure(
             ErrorCategory.TLS_FAILED, f"{place} does not offer encryption (no certificate), which {_mode(target)} needs"
@@ -601,19 +461,8 @@ def _mode(target: ProbeTarget) -> str:
     return target.ssl.mode if target.ssl else "disable"
 
 
-def error_details(exc: BaseException) -> tuple[int, str]:
-    """(message number, all message text) of a pymssql exception."""
-    detail = exc.args[0] if exc.args else None
-    if isinstance(detail, tuple) and len(detail) == 2:
-        number, message = detail
-        text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
-        return (int(number) if isinstance(number, int) else 0), text
-    return 0, str(exc)
-
-
 def _first_line(text: str) -> str:
-    # The first message FreeTDS collected, without its "DB-Lib error message N, severity N:" label.
-    lines = [line.strip() for line in text.splitlines() if line.strip() and "error message" not in line]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0] if lines else text.strip() or "unknown error"
 
 

@@ -20,6 +20,7 @@ from urllib.parse import quote, quote_plus
 
 from connhub.domain.engines import Engine
 from connhub.domain.reports import ErrorCategory, Phases, Table, TestReport, TlsInfo, failure_report
+from connhub.probes import egress
 from connhub.probes.base import Probe, ProbeContext, ProbeFailure, ProbeTarget
 from connhub.probes.guard import DEFAULT_DENY_CIDRS, DnsServer, Network, parse_cidrs, resolve_checked
 from connhub.probes.registry import probe_for
@@ -68,10 +69,19 @@ class ProbeRunner:
             async with asyncio.timeout(self._policy.timeout_s):
                 result = await self._attempt(target, attempt, action)
         except Exception as exc:  # a driver's surprise must become a report, not a 500
-            return None, self._failed(target, attempt, self._failure(target, exc), redactor)
+            return None, self._failed(target, attempt, self._failure(target, attempt, exc), redactor)
         return result, self._succeeded(target, attempt, result, redactor)
 
-    def _failure(self, target: ProbeTarget, exc: Exception) -> ProbeFailure:
+    def _failure(self, target: ProbeTarget, attempt: _Attempt, exc: Exception) -> ProbeFailure:
+        if attempt.hops is not None and attempt.hops.refused:
+            # Whatever the driver made of the refusal (a closed connection, a timeout), the
+            # reason is that the server sent it elsewhere.
+            return ProbeFailure(
+                ErrorCategory.HOST_FORBIDDEN,
+                f"{_product(target.engine, None)} at {target.host}:{target.port} sent the "
+                f"connection on to {attempt.hops.refused[0]} (a redirect or a discovered member); only the "
+                "address the network guard checked is used: test the server it names directly",
+            )
         if isinstance(exc, ProbeFailure):
             return exc
         if isinstance(exc, TimeoutError):  # the budget ran out (or a driver gave up first)
@@ -95,7 +105,8 @@ class ProbeRunner:
             )
             attempt.phases.dns_ms = (time.perf_counter() - dns_started) * 1000
             attempt.ctx = ProbeContext(address, self._remaining(attempt), phases=attempt.phases)
-            return await action(probe, attempt.ctx)
+            with egress.confined(address) as attempt.hops:  # every hop of the driver: see probes/egress.py
+                return await action(probe, attempt.ctx)
 
     def _remaining(self, attempt: _Attempt) -> float:
         return max(0.0, self._policy.timeout_s - (time.perf_counter() - attempt.started))
@@ -143,6 +154,7 @@ class _Attempt:
     started: float
     phases: Phases = dataclasses.field(default_factory=Phases)
     ctx: ProbeContext | None = None
+    hops: egress.Egress | None = None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,8 +37,15 @@ def _with_driver(url: str, *, sqlite: str, postgresql: str) -> str:
 
 
 def _ensure_sqlite_dir(database: str | None) -> None:
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    """The SQLite file, created private as the development key file is: a directory made for it is
+    0700, a new database file 0600 (SQLite gives its -wal and -shm files the database's mode).
+    Existing directories and files keep their modes: the directory may be the user's own."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def alembic_config(url: str) -> Config:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from connhub.api.auth import WRITE
 from connhub.api.deps import Reader, ServiceDep, Writer
 from connhub.api.dialects.reporter import shapes, translate
 from connhub.api.dialects.reporter.translate import connection_id
@@ -40,7 +41,13 @@ IF_MATCH = Parameter("If-Match", "header", description="the ETag read: a stale o
 VALIDATE = Parameter(
     "validate", "query", {"type": "boolean", "default": False}, "test the connection first; store nothing if it fails"
 )
-REFRESH = Parameter("refresh", "query", {"type": "boolean", "default": False}, "read again, past the cache")
+REFRESH = Parameter(
+    "refresh",
+    "query",
+    {"type": "boolean", "default": False},
+    "read again, past the cache: a live connection, so it needs connections:write and counts against the "
+    "connection's tests a minute (429 past them)",
+)
 PAGE = Parameter("page", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1})
 LIMIT = Parameter("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50})
 LIST_FILTERS = (
@@ -189,10 +196,12 @@ async def test_saved(id: str, principal: Writer, service: ServiceDep) -> Json:
     BASE + "/{id}/schema",
     summary="Discover a connection's tables and columns",
     openapi_extra=documented(REFRESH),
-    responses={200: {"model": shapes.SchemaOut}, **errors(400, 401, 403, 404, 422, 503)},
+    responses={200: {"model": shapes.SchemaOut}, **errors(400, 401, 403, 404, 422, 429, 503)},
 )
 async def schema(request: Request, id: str, principal: Reader, service: ServiceDep) -> Json:
     refresh = REFRESH.flag(request)
+    if refresh:  # a live read on demand is a test in all but name
+        principal.require(WRITE)
     connection = await service.get(principal.tenant, connection_id(id))
     tables = await service.schema(principal.tenant, connection, refresh)
     return Json(translate.render_schema(connection, tables))
@@ -228,7 +237,7 @@ async def data_sources(principal: Reader, service: ServiceDep) -> Json:
     "/v1/data-sources/{id}",
     tags=["Data sources (Reporter)"],
     summary="A data source with its tables (id: configName or UUID)",
-    responses={200: {"model": shapes.DataSourceDetail}, **errors(401, 403, 404, 422, 503)},
+    responses={200: {"model": shapes.DataSourceDetail}, **errors(400, 401, 403, 404, 422, 503)},
 )
 async def data_source(id: str, principal: Reader, service: ServiceDep) -> Json:
     connection = await service.get_by_name_or_id(principal.tenant, id)
