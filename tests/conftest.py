@@ -46,7 +46,10 @@ def pg_store_url() -> Iterator[str]:
 
 def truncate_pg(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE connection_secrets, idempotency_keys, key_checks, connections RESTART IDENTITY CASCADE")
+        conn.execute(
+            "TRUNCATE connection_secrets, idempotency_keys, key_checks, connections, connection_health,"
+            " health_results, webhook_deliveries, audit_log RESTART IDENTITY CASCADE"
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -98,7 +101,7 @@ async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         ) as http:
             yield http
     finally:
-        await app.state.hub.repository.close()
+        await app.state.hub.close()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from connhub.secrets import KeyRing, new_key_entry
 from connhub.store.revision import HEAD
 from connhub.store.schema import migrate
 from tests.conftest import PG_ADMIN_URL
+from tests.support.migrations import rewind
 from tests.support.servers import free_port, require_server
 
 SECRET = "S3cretPw-4b9e"  # in the URLs and keys below: never in any output
@@ -167,8 +168,7 @@ def test_serve_refuses_a_postgresql_store_never_migrated_or_behind(tmp_path: Pat
     line = one_line_error(connhub("serve", cwd=tmp_path, env=env))
     assert "never been migrated" in line and "run `connhub migrate`" in line
     migrate(unmigrated_pg)
-    with psycopg.connect(unmigrated_pg, autocommit=True) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    rewind(unmigrated_pg, "0001")
     line = one_line_error(connhub("serve", cwd=tmp_path, env=env))
     assert f"schema revision 0001; this connhub needs revision {HEAD}: run `connhub migrate`" in line
     assert connhub("migrate", cwd=tmp_path, env=env).returncode == 0

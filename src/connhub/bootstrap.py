@@ -11,34 +11,48 @@ from dataclasses import dataclass
 from connhub import coordination
 from connhub.config import Settings
 from connhub.coordination import Coordination
+from connhub.health.model import HealthPolicy
+from connhub.health.monitor import HealthMonitor
+from connhub.health.scheduler import Clock, HealthScheduler, SystemClock
+from connhub.health.webhook import WebhookSender
 from connhub.probes.guard import parse_cidrs, parse_dns_servers
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from connhub.secrets import KeyRing, RequestDigests, development_key_ring, parse_key
 from connhub.service import ConnectionService
+from connhub.store.audit import AuditStore
+from connhub.store.health import HealthStore
 from connhub.store.repository import ConnectionRepository
 
 
 @dataclass(frozen=True)
 class Core:
-    """The service with the parts it owns; `close` releases the store's pool."""
+    """The service with the parts it owns; `close` stops the scheduler, writes the queued audit
+    entries and releases the store's pool."""
 
     service: ConnectionService
     repository: ConnectionRepository
     key_ring: KeyRing
     coordination: Coordination  # the rate limit, probe bound and schema cache: this process's, or Redis's
+    audit: AuditStore
+    health: HealthMonitor
+    scheduler: HealthScheduler | None = None  # None: CONNHUB_HEALTH_INTERVAL_S=0
 
     async def close(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        await self.audit.close()
         await self.repository.close()
         await self.coordination.close()
 
 
-def build(settings: Settings) -> Core:
+def build(settings: Settings, clock: Clock | None = None) -> Core:
     """Everything from settings. A bad setting raises ValueError/RuntimeError naming it, before the
-    store is opened (so no pool is left behind)."""
+    store is opened (so no pool is left behind). `clock` drives the health scheduler."""
     shared = coordination.build(settings)
     probes = ProbeRunner(probe_policy(settings), shared.probe_slots)
     key_ring = load_key_ring(settings)
     repository = ConnectionRepository.open(settings.database_url, settings.store_pool_size)
+    audit = AuditStore(repository)
     service = ConnectionService(
         repository,
         key_ring,
@@ -46,8 +60,45 @@ def build(settings: Settings) -> Core:
         rate_limiter=shared.rate_limiter,
         schema_cache=shared.schema_cache,
         digests=RequestDigests(key_ring, _idempotency_key(settings)),
+        audit=audit,
     )
-    return Core(service, repository, key_ring, shared)
+    clock = clock or SystemClock()
+    health_store = HealthStore(repository)
+    monitor = HealthMonitor(health_store, health_policy(settings), audit=audit, now=clock.now)
+    scheduler = _scheduler(settings, service, monitor, clock)
+    return Core(service, repository, key_ring, shared, audit, monitor, scheduler)
+
+
+def _scheduler(
+    settings: Settings, service: ConnectionService, monitor: HealthMonitor, clock: Clock
+) -> HealthScheduler | None:
+    if settings.health_interval_s == 0:
+        return None
+    webhook = None
+    if settings.webhook_url and settings.webhook_secret:  # the settings refuse a URL without a secret
+        webhook = WebhookSender(settings.webhook_url, settings.webhook_secret)
+    return HealthScheduler(
+        service,
+        monitor.store,
+        monitor.policy,
+        clock=clock,
+        webhook=webhook,
+        webhook_max_attempts=settings.webhook_max_attempts,
+    )
+
+
+def health_policy(settings: Settings) -> HealthPolicy:
+    return HealthPolicy(
+        interval_s=settings.health_interval_s,
+        # Never more often than the test rate limit lets a user test the connection.
+        min_interval_s=60 / settings.tests_per_minute,
+        backoff_max_s=settings.health_backoff_max_s,
+        concurrency=settings.health_concurrency,
+        # A claim outlives the longest check (the probe's budget) plus store time to record it.
+        lease_s=settings.probe_timeout_s + 30,
+        cert_warn_days=settings.health_cert_warn_days,
+        retention_days=settings.health_retention_days,
+    )
 
 
 def load_key_ring(settings: Settings) -> KeyRing:

@@ -325,12 +325,13 @@ def rotate_keys(args: argparse.Namespace) -> int:
 
 async def _rotate(settings: Settings, batch_size: int) -> int:
     from connhub import bootstrap
+    from connhub.audit import Acting, acting_as
 
     _key_ring(settings)
     core = bootstrap.build(settings)
     progress = RotationProgress(sys.stdout)
     try:
-        with _opening_store(settings.database_url):
+        with _opening_store(settings.database_url), acting_as(Acting(subject=_operator(), dialect="cli")):
             if differing := await core.service.key_mismatches():
                 print(
                     "refusing to rotate: CONNHUB_ENCRYPTION_KEYS holds other bytes than the store knows for key "
@@ -345,6 +346,16 @@ async def _rotate(settings: Settings, batch_size: int) -> int:
         await core.close()
     progress.finish(result)
     return 1 if result.unreadable else 0
+
+
+def _operator() -> str | None:
+    """Who runs a CLI command, for the audit trail: the login name, when the system knows it."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
 
 
 class RotationProgress:

@@ -11,7 +11,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connhub.probes.guard import DEFAULT_DENY_CIDRS, parse_cidrs, parse_dns_servers
@@ -60,6 +60,24 @@ class Settings(BaseSettings):
     idempotency_key: str | None = Field(None, repr=False)
     # Proxies whose X-Forwarded-For/-Proto are trusted (uvicorn's forwarded_allow_ips); empty: none.
     forwarded_allow_ips: str = ""
+    # Scheduled health checks (issue 18). Off by default: on, the server opens connections to every
+    # stored host by itself, which its operator should choose (see README, Health).
+    health_interval_s: int = Field(0, ge=0, le=7 * 24 * 3600)
+    health_retention_days: int = Field(30, ge=1)
+    health_concurrency: int = Field(16, ge=1)  # below probe_max_concurrent: users' tests keep slots
+    health_backoff_max_s: int = Field(3600, ge=1)
+    health_cert_warn_days: int = Field(14, ge=0)
+    webhook_url: str | None = None
+    webhook_secret: str | None = Field(None, repr=False)
+    webhook_max_attempts: int = Field(8, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _webhook_signed(self) -> Settings:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("CONNHUB_WEBHOOK_SECRET is required with CONNHUB_WEBHOOK_URL (bodies are signed)")
+        if self.webhook_url and not self.webhook_url.startswith(("https://", "http://")):
+            raise ValueError("CONNHUB_WEBHOOK_URL must be an http:// or https:// URL")
+        return self
 
     @field_validator("database_url")
     @classmethod

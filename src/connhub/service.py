@@ -17,6 +17,7 @@ from uuid import UUID
 
 from uuid6 import uuid7
 
+from connhub.audit import Action, AuditLog, NoAudit
 from connhub.coordination import RateLimiter, SchemaCache
 from connhub.coordination.local import LocalRateLimiter, LocalSchemaCache
 from connhub.domain import connstring, mapping
@@ -105,11 +106,13 @@ class ConnectionService:
         rate_limiter: RateLimiter | None = None,
         schema_cache: SchemaCache | None = None,
         digests: RequestDigests | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.repository = repository
         self.key_ring = key_ring
         self.digests = digests or RequestDigests(key_ring)
         self.probes = probes
+        self.audit: AuditLog = audit or NoAudit()
         # Shared by every replica when CONNHUB_REDIS_URL is set (connhub.coordination).
         self.rate_limiter = rate_limiter or LocalRateLimiter(10)
         self.schema_cache = schema_cache or LocalSchemaCache(300.0)
@@ -143,7 +146,7 @@ class ConnectionService:
         if idempotency_key:
             idempotency = IdempotencyRecord(idempotency_key, digest, connection_id)
         try:
-            return await self.repository.add(
+            created = await self.repository.add(
                 tenant=tenant,
                 connection_id=connection_id,
                 product_name=product_name,
@@ -158,6 +161,8 @@ class ConnectionService:
             if idempotency_key and (replay := await self._replay(tenant, idempotency_key, canonical)):
                 return replay
             raise
+        self.audit.record(tenant, Action.CREATE, created.id, fields=field_names(spec_fields(spec)))
+        return created
 
     async def _replay(self, tenant: str, key: str, canonical: bytes) -> Connection | None:
         previous = await self.repository.find_idempotent(tenant, key)
@@ -212,6 +217,11 @@ class ConnectionService:
         Concurrent updates of one connection are stored together (see `row_writes`): each is
         applied in arrival order, and each answers the connection as that one stored write left it.
         """
+        updated = await self._patched(connection, patch, if_match)
+        self.audit.record(tenant, Action.UPDATE, updated.id, fields=_changed_names(connection, updated, patch))
+        return updated
+
+    async def _patched(self, connection: Connection, patch: Mapping[str, Any], if_match: str | None) -> Connection:
         written = await self._row_writes.submit(connection.id, RowWrite(connection, if_match, patch=patch))
         await self.schema_cache.drop(connection.id)
         return written.connection
@@ -221,15 +231,20 @@ class ConnectionService:
     ) -> Connection:
         """Store uploaded PEMs (`ca`, `cert`, `key`) in the connection's ssl settings."""
         mode = connection.ssl.mode.value if connection.ssl else "require"
-        return await self.update(tenant, connection, {"ssl": {"mode": mode, **files}})
+        patch = {"ssl": {"mode": mode, **files}}
+        updated = await self._patched(connection, patch, None)
+        self.audit.record(tenant, Action.FILE_UPLOAD, updated.id, fields=_changed_names(connection, updated, patch))
+        return updated
 
     async def delete(self, tenant: str, connection: Connection, if_match: str | None = None) -> None:
         await self._row_writes.submit(connection.id, RowWrite(connection, if_match, delete=True))
         await self.schema_cache.drop(connection.id)
+        self.audit.record(tenant, Action.DELETE, connection.id)
 
     async def assign(self, tenant: str, connection: Connection, product_name: str) -> Connection:
         assign = RowWrite(connection, product_name=product_name)
         written = await self._row_writes.submit(connection.id, assign)
+        self.audit.record(tenant, Action.ASSIGN, written.connection.id, fields=("productName",))
         return written.connection
 
     # -- the one conflict policy of every write ------------------------------------------------
@@ -346,6 +361,16 @@ class ConnectionService:
     # -- live access --------------------------------------------------------------------------
 
     async def test_saved(self, tenant: str, connection: Connection) -> TestReport:
+        report = await self.probe_saved(tenant, connection)
+        category = report.error.category.value if report.error else None
+        self.audit.record(
+            tenant, Action.TEST, connection.id, details={"status": report.status, "category": category}
+        )
+        return report
+
+    async def probe_saved(self, tenant: str, connection: Connection) -> TestReport:
+        """A live test of a stored connection within the test rate limit (RateLimited past it), unaudited:
+        the scheduled health checks call it, and keep their own history."""
         await self.rate_limiter.take(tenant, connection.id)
         try:
             spec = await self._open_spec(connection)
@@ -370,6 +395,7 @@ class ConnectionService:
         if refresh:
             await self.rate_limiter.take(tenant, connection.id)
         elif (cached := await self.schema_cache.lookup(connection, schemas)) is not None:
+            self.audit.record(tenant, Action.SCHEMA_READ, connection.id, details={"source": "cache"})
             return cached
         try:
             spec = await self._open_spec(connection)
@@ -377,6 +403,12 @@ class ConnectionService:
             report = failure_report(ErrorCategory.DECRYPT_FAILED, error.message)
             raise TestFailed("the stored secrets cannot be opened", report) from None
         tables, report = await self.probes.read_schema(dataclasses.replace(_target(spec), schemas=schemas))
+        self.audit.record(
+            tenant,
+            Action.SCHEMA_READ,
+            connection.id,
+            details={"source": "database", "status": report.status, "tables": None if tables is None else len(tables)},
+        )
         if tables is None:
             raise TestFailed("the database could not be read", report)
         await self.schema_cache.put(connection, tables, schemas)
@@ -422,6 +454,7 @@ class ConnectionService:
         active = self.key_ring.active_id
         resealed: dict[str, int] = {}
         unreadable: dict[str, int] = {}
+        by_tenant: dict[str, int] = {}
         after = (0, "")
         while batch := await self.repository.secrets_not_under(active, after, batch_size):
             sealed = []
@@ -437,9 +470,12 @@ class ConnectionService:
             for (secret, _), swapped in zip(sealed, await self.repository.reseal_batch(sealed, active), strict=True):
                 if swapped:
                     resealed[secret.key_id] = resealed.get(secret.key_id, 0) + 1
+                    by_tenant[secret.tenant] = by_tenant.get(secret.tenant, 0) + 1
             after = (batch[-1].connection_number, batch[-1].field)
             if progress is not None:
                 progress(RotationResult(resealed, unreadable, active))
+        for tenant, count in sorted(by_tenant.items()):  # each organization sees what moved of its own
+            self.audit.record(tenant, Action.KEY_ROTATION, details={"activeKeyId": active, "resealed": count})
         return RotationResult(resealed, unreadable, active)
 
     async def key_mismatches(self) -> list[str]:
@@ -524,6 +560,30 @@ def _fields_of(connection: Connection, secrets: Mapping[str, str]) -> dict[str, 
         }
         fields["ssl"] = {name: value for name, value in fields["ssl"].items() if value is not None}
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def field_names(fields: Mapping[str, Any]) -> set[str]:
+    """The names of canonical `fields` as the audit shows them (`ssl` one level down: `ssl.mode`...)."""
+    names = {name for name in fields if name != "ssl"}
+    ssl = fields.get("ssl")
+    if isinstance(ssl, Mapping):
+        names |= {f"ssl.{name}" for name in ssl}
+    return names
+
+
+def _flat(fields: Mapping[str, Any]) -> dict[str, Any]:
+    flat = {name: value for name, value in fields.items() if name != "ssl"}
+    if isinstance(ssl := fields.get("ssl"), Mapping):
+        flat |= {f"ssl.{name}": value for name, value in ssl.items()}
+    return flat
+
+
+def _changed_names(before: Connection, after: Connection, patch: Mapping[str, Any]) -> set[str]:
+    """Names of the fields an update changed: the stored fields that differ, and every secret the
+    patch set or cleared (not opened to compare: a secret sent counts as written)."""
+    old, new = _flat(_fields_of(before, {})), _flat(_fields_of(after, {}))
+    changed = {name for name in old.keys() | new.keys() if old.get(name) != new.get(name)}
+    return changed | _replaced_secrets(patch)
 
 
 def _replaced_secrets(patch: Mapping[str, Any]) -> set[str]:

@@ -163,6 +163,7 @@ async def test_create_answers_chartbrews_shape(api: httpx.AsyncClient) -> None:
         "hasSslCert": False,
         "hasSslKey": False,
         "schema": None,
+        "health": "unknown",  # scheduled health: not checked (the scheduler is off)
     }
     assert created["createdAt"].endswith("Z") and created["updatedAt"].endswith("Z")
 

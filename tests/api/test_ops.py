@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import httpx
 from connhub.config import Settings
 from connhub.store.schema import migrate
 from tests.conftest import PRODUCT, client_for, seed_body
+from tests.support.migrations import rewind
 
 
 async def test_health_readiness_version(sqlite_client: httpx.AsyncClient) -> None:
@@ -57,9 +57,7 @@ async def test_openapi_describes_every_operation(sqlite_client: httpx.AsyncClien
 async def test_readiness_says_schema_behind_until_the_store_is_migrated(
     sqlite_url: str, make_settings: Callable[..., Settings]
 ) -> None:
-    database = sqlite_url.removeprefix("sqlite:///")
-    with sqlite3.connect(database) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    rewind(sqlite_url, "0001")
     async with client_for(make_settings(sqlite_url)) as http:
         behind = await http.get("/readyz")
         assert behind.status_code == 503

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import httpx
 
+from connhub.api.auth import AUDIT_READ
 from connhub.api.console import Session
 from connhub.config import Settings
 from tests.conftest import client_for
@@ -15,7 +16,7 @@ from tests.console.conftest import JWT_SECRET, READ, WRITE, mint
 async def test_with_auth_disabled_it_is_the_default_tenant_with_every_scope(sqlite_client: httpx.AsyncClient) -> None:
     response = await sqlite_client.get("/v1/session")
     assert response.status_code == 200
-    assert response.json() == {"tenant": "default", "scopes": [READ, WRITE], "authEnabled": False}
+    assert response.json() == {"tenant": "default", "scopes": [AUDIT_READ, READ, WRITE], "authEnabled": False}
 
 
 async def test_with_jwt_it_names_the_tokens_tenant_and_scopes(

@@ -23,7 +23,7 @@ from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from tests.probes.conftest import MariadbInstance, silent_listener
 from tests.support.dns_server import LoopbackDnsServer
-from tests.support.pki import CertificateAuthority
+from tests.support.pki import CertificateAuthority, assert_expiry_of_a_test_certificate
 from tests.support.servers import MARIADB_HOST, MARIADB_PORT
 
 pytestmark = pytest.mark.usefixtures("shared_mariadb")
@@ -219,6 +219,7 @@ async def test_tls_modes_succeed_with_the_servers_ca(
     assert report.tls.enabled is True
     assert report.tls.version is not None and report.tls.version.startswith("TLSv1.")
     assert report.tls.cipher
+    assert_expiry_of_a_test_certificate(report.tls.certificate_expires_at)
     assert report.phases.tls_ms is not None
 
 
@@ -228,6 +229,7 @@ async def test_require_without_a_ca_encrypts_without_checking(
     report = await runner.test(tls_target(throwaway_mariadb, ssl=SslMaterial("require")))
     assert report.status == "success", report
     assert report.tls.enabled is True
+    assert_expiry_of_a_test_certificate(report.tls.certificate_expires_at)  # read, though not verified
 
 
 @pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])

@@ -30,7 +30,7 @@ from tests.probes.conftest import CERT_USER, silent_listener
 from tests.support.dns_server import LoopbackDnsServer
 from tests.support.listeners import SilentListener
 from tests.support.pg_instance import PostgresInstance
-from tests.support.pki import CertificateAuthority
+from tests.support.pki import CertificateAuthority, assert_expiry_of_a_test_certificate
 from tests.support.servers import POSTGRES_URL
 
 pytestmark = pytest.mark.usefixtures("shared_postgres")
@@ -286,6 +286,7 @@ async def test_tls_modes_succeed_with_the_servers_ca(
     assert report.tls.enabled is True
     assert report.tls.version is not None and report.tls.version.startswith("TLSv1.")
     assert report.tls.cipher
+    assert_expiry_of_a_test_certificate(report.tls.certificate_expires_at)
 
 
 async def test_require_without_a_ca_encrypts_without_checking(
@@ -294,6 +295,7 @@ async def test_require_without_a_ca_encrypts_without_checking(
     report = await runner.test(throwaway_target(throwaway_postgres, ssl=SslMaterial("require")))
     assert report.status == "success", report
     assert report.tls.enabled is True
+    assert_expiry_of_a_test_certificate(report.tls.certificate_expires_at)  # read, though not verified
 
 
 async def test_prefer_uses_tls_when_the_server_offers_it(

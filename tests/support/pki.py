@@ -116,3 +116,10 @@ class CertificateAuthority:
             .sign(self._key, hashes.SHA256())
         )
         return IssuedCert(_pem(cert), _key_pem(key))
+
+
+def assert_expiry_of_a_test_certificate(expires_at: datetime | None) -> None:
+    """`expires_at` is the notAfter of a certificate made here (valid for a day from now)."""
+    assert expires_at is not None
+    now = datetime.now(UTC)
+    assert now < expires_at <= now + timedelta(days=1, minutes=1)

@@ -10,35 +10,39 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from connhub import __version__, bootstrap
-from connhub.api import console, errors, ops
+from connhub.api import audit, console, errors, ops
 from connhub.api.access import RequestLog
+from connhub.api.acting import ActingContext
 from connhub.api.auth import Authenticator
 from connhub.api.dialects.chartbrew import routes as chartbrew
+from connhub.api.dialects.reporter import health
 from connhub.api.dialects.reporter import routes as reporter
 from connhub.api.docs import install_docs
 from connhub.api.http import BodyLimit, BodyTooLarge, Hub, UnsupportedMediaType
 from connhub.api.openapi import install_openapi
 from connhub.api.responses import Json
 from connhub.config import Settings
+from connhub.health.scheduler import Clock
 
 log = logging.getLogger("connhub")
 
 
-def build_hub(settings: Settings) -> Hub:
-    core = bootstrap.build(settings)
-    return Hub(settings, core.service, core.repository, core.key_ring, Authenticator(settings), core.coordination)
+def build_hub(settings: Settings, clock: Clock | None = None) -> Hub:
+    """What the routers need; `clock` drives the health scheduler (tests pass their own)."""
+    core = bootstrap.build(settings, clock)
+    return Hub(settings, core, Authenticator(settings))
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or Settings()
-    hub = build_hub(settings)
+    hub = build_hub(settings, clock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if hub.scheduler is not None:
+            hub.scheduler.start()
         yield
-        await hub.repository.close()
-        if hub.coordination is not None:
-            await hub.coordination.close()
+        await hub.close()
 
     app = FastAPI(
         title="Connhub",
@@ -56,10 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(reporter.router)
     app.include_router(chartbrew.router)
+    app.include_router(audit.router)
+    app.include_router(health.router)
     console.install(app)
     install_openapi(app, bearer=settings.auth == "jwt")
     install_docs(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(ActingContext)
     app.add_middleware(RequestLog)  # outermost: its id and access line cover the body limit's 413 too
     return app
 

@@ -13,6 +13,7 @@ from connhub.domain.errors import Forbidden, Unauthorized
 
 READ = "connections:read"
 WRITE = "connections:write"
+AUDIT_READ = "audit:read"
 DEFAULT_TENANT = "default"
 # The latest `exp` a token may carry: the end of year 9999 (RFC 7519 NumericDate, seconds).
 MAX_EXP = 253_402_300_799
@@ -22,6 +23,7 @@ MAX_EXP = 253_402_300_799
 class Principal:
     tenant: str
     scopes: frozenset[str]
+    subject: str | None = None  # the token's `sub`: who the audit trail names
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -47,13 +49,14 @@ class Authenticator:
 
     def principal(self, request: Request) -> Principal:
         if not self.enabled:
-            return Principal(DEFAULT_TENANT, frozenset({READ, WRITE}))
+            return Principal(DEFAULT_TENANT, frozenset({READ, WRITE, AUDIT_READ}))
         claims = self._claims(request.headers.get("authorization", ""))
         tenant = claims.get(self.tenant_claim)
         # A tenant of only spaces (or other blanks) names no organization.
         if not isinstance(tenant, str | int) or isinstance(tenant, bool) or str(tenant).strip() == "":
             raise Forbidden(f"the token has no {self.tenant_claim} claim naming an organization")
-        return Principal(str(tenant), _scopes(claims))
+        subject = claims.get("sub")
+        return Principal(str(tenant), _scopes(claims), subject if isinstance(subject, str) else None)
 
     def _claims(self, header: str) -> dict[str, Any]:
         scheme, _, token = header.partition(" ")

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from connhub.api.auth import Principal
 from connhub.api.http import hub, reader, writer
 from connhub.coordination import Coordination
+from connhub.health.monitor import HealthMonitor
 from connhub.service import ConnectionService
 from connhub.store.repository import ConnectionRepository
 
@@ -28,9 +29,12 @@ async def repository(request: Request) -> ConnectionRepository:
 
 async def coordination(request: Request) -> Coordination | None:
     return hub(request).coordination
+async def health(request: Request) -> HealthMonitor:
+    return hub(request).health
 
 
 ServiceDep = Annotated[ConnectionService, Depends(service)]
+HealthDep = Annotated[HealthMonitor, Depends(health)]
 RepositoryDep = Annotated[ConnectionRepository, Depends(repository)]
 CoordinationDep = Annotated[Coordination | None, Depends(coordination)]
 Reader = Annotated[Principal, Depends(reader)]

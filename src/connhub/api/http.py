@@ -11,13 +11,18 @@ from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connhub.api.access import TENANT_KEY
-from connhub.api.auth import READ, WRITE, Authenticator, Principal
+from connhub.api.auth import AUDIT_READ, READ, WRITE, Authenticator, Principal
 from connhub.api.errors import http_problem
+from connhub.audit import acting
+from connhub.bootstrap import Core
 from connhub.config import Settings
 from connhub.coordination import Coordination
 from connhub.domain.errors import ValidationFailed
+from connhub.health.monitor import HealthMonitor
+from connhub.health.scheduler import HealthScheduler
 from connhub.secrets import KeyRing
 from connhub.service import ConnectionService
+from connhub.store.audit import AuditStore
 from connhub.store.repository import ConnectionRepository
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -33,11 +38,41 @@ class Hub:
     """What the routers need, built once per process by the app's lifespan."""
 
     settings: Settings
-    service: ConnectionService
-    repository: ConnectionRepository
-    key_ring: KeyRing
+    core: Core
     auth: Authenticator
-    coordination: Coordination | None = None  # the rate limit, probe bound and schema cache (maybe shared)
+
+    @property
+    def service(self) -> ConnectionService:
+        return self.core.service
+
+    @property
+    def repository(self) -> ConnectionRepository:
+        return self.core.repository
+
+    @property
+    def key_ring(self) -> KeyRing:
+        return self.core.key_ring
+
+    @property
+    def coordination(self) -> Coordination:
+        """The rate limit, probe bound and schema cache: this process's, or every replica's (Redis)."""
+        return self.core.coordination
+
+    @property
+    def audit(self) -> AuditStore:
+        return self.core.audit
+
+    @property
+    def health(self) -> HealthMonitor:
+        return self.core.health
+
+    @property
+    def scheduler(self) -> HealthScheduler | None:
+        return self.core.scheduler
+
+    async def close(self) -> None:
+        """Stop the scheduler, write what is queued, then close the store's pools."""
+        await self.core.close()
 
 
 def hub(request: Request) -> Hub:
@@ -50,6 +85,7 @@ def authorize(request: Request, scope: str) -> Principal:
     principal = hub(request).auth.principal(request)
     request.scope[TENANT_KEY] = principal.tenant  # for the access line
     principal.require(scope)
+    acting().subject = principal.subject
     return principal
 
 
@@ -60,6 +96,10 @@ async def reader(request: Request) -> Principal:
 
 async def writer(request: Request) -> Principal:
     return authorize(request, WRITE)
+
+
+async def auditor(request: Request) -> Principal:
+    return authorize(request, AUDIT_READ)
 
 
 async def json_object(request: Request) -> dict[str, Any]:

@@ -15,7 +15,8 @@ TEST_REPORT: dict[str, Any] = {
     "latencyMs": 21,
     "message": "Connected to PostgreSQL 15.20",
     "serverVersion": "15.20 (Debian 15.20-0+deb12u1)",
-    "tls": {"enabled": True, "version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384"},
+    "tls": {"enabled": True, "version": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384",
+            "certificateExpiresAt": "2027-03-01T12:00:00.000Z"},
     "phases": {"dnsMs": 0.04, "connectMs": 11.92, "tlsMs": 3.1, "authMs": 2.2, "queryMs": 4.64},
     "error": None,
 }
@@ -63,6 +64,7 @@ class TlsOut(BaseModel):
     enabled: bool
     version: str | None
     cipher: str | None
+    certificateExpiresAt: str | None = Field(None, description="the server certificate's notAfter, when sent")
 
 
 class PhasesOut(BaseModel):

@@ -16,6 +16,7 @@ from connhub.domain.text import has_nul
 T = TypeVar("T")
 SortBy = Literal["createdAt", "configName"]
 SortOrder = Literal["asc", "desc"]
+HealthFilter = Literal["up", "down", "unknown"]
 # The deepest page an offset can reach without overflowing the store's 64-bit OFFSET (page * limit).
 MAX_PAGE = 10**9
 MAX_LIMIT = 1000  # rows in one page
@@ -42,6 +43,7 @@ class ListQuery:
     end_date: date | None = None  # inclusive
     metadata: dict[str, str] = field(default_factory=dict)
     unassigned: bool = False
+    health: HealthFilter | None = None  # the scheduled health state (issue 18)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ def parse_list_query(params: dict[str, Any], metadata: dict[str, str], product_n
     start, end = _date_param(params, "startDate", errors), _date_param(params, "endDate", errors)
     if start and end and start > end:
         errors["startDate"] = "must not be after endDate"
+    health = params.get("health")
+    if health is not None and health not in ("up", "down", "unknown"):
+        errors["health"] = "must be up, down or unknown"
     cursor = Cursor.decode(params["cursor"]) if params.get("cursor") else None
     if errors:
         raise ValidationFailed(errors)
@@ -135,6 +140,7 @@ def parse_list_query(params: dict[str, Any], metadata: dict[str, str], product_n
         start_date=start,
         end_date=end,
         metadata=metadata,
+        health=health,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -55,6 +56,8 @@ class TlsInfo:
     enabled: bool = False
     version: str | None = None
     cipher: str | None = None
+    # The server certificate's notAfter, where the driver shows the peer certificate.
+    certificate_expires_at: datetime | None = None
 
 
 @dataclass
@@ -89,7 +92,12 @@ class TestReport:
             "latencyMs": round(self.latency_ms),
             "message": self.message,
             "serverVersion": self.server_version,
-            "tls": {"enabled": self.tls.enabled, "version": self.tls.version, "cipher": self.tls.cipher},
+            "tls": {
+                "enabled": self.tls.enabled,
+                "version": self.tls.version,
+                "cipher": self.tls.cipher,
+                "certificateExpiresAt": _instant(self.tls.certificate_expires_at),
+            },
             "phases": {
                 "dnsMs": _ms(self.phases.dns_ms),
                 "connectMs": _ms(self.phases.connect_ms),
@@ -105,6 +113,12 @@ class TestReport:
                 "field": self.error.field,
             },
         }
+
+
+def _instant(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _ms(value: float | None) -> float | None:

@@ -23,7 +23,14 @@ from psycopg import errors
 from connhub.domain.engines import Engine
 from connhub.domain.reports import ErrorCategory, Table
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
-from connhub.probes.support import VERIFYING_MODES, PrivateFiles, private_files, system_ca_file, tables_from_rows
+from connhub.probes.support import (
+    VERIFYING_MODES,
+    PrivateFiles,
+    certificate_expiry,
+    private_files,
+    system_ca_file,
+    tables_from_rows,
+)
 
 DEFAULT_SCHEMA = Engine.POSTGRESQL.facts.default_schema
 _LIBPQ_WITH_SSLCERTMODE = 160000
@@ -135,6 +142,7 @@ def _record_session(conn: psycopg.AsyncConnection[Any], ctx: ProbeContext) -> No
     if ctx.tls.enabled:
         ctx.tls.version = _ssl_attribute(conn, "protocol")
         ctx.tls.cipher = _ssl_attribute(conn, "cipher")
+        ctx.tls.certificate_expires_at = certificate_expiry(_peer_certificate(conn))
 
 
 def _ssl_attribute(conn: psycopg.AsyncConnection[Any], name: str) -> str | None:
@@ -151,15 +159,58 @@ def _ssl_attribute(conn: psycopg.AsyncConnection[Any], name: str) -> str | None:
     return value.decode() if value else None
 
 
+def _peer_certificate(conn: psycopg.AsyncConnection[Any]) -> bytes | None:
+    """The server's certificate (DER) through libpq's PQsslStruct and the OpenSSL libpq uses;
+    None when either cannot be reached. psycopg shows neither the SSL object nor the certificate."""
+    pointer: int | None = getattr(conn.pgconn, "pgconn_ptr", None)
+    libpq, libssl = _loaded_libpq(), _loaded_library("/libssl", beside="/libpq")
+    if pointer is None or libpq is None or libssl is None:
+        return None
+    libpq.PQsslStruct.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    libpq.PQsslStruct.restype = ctypes.c_void_p
+    ssl_object = libpq.PQsslStruct(pointer, b"OpenSSL")
+    # OpenSSL 3 renamed SSL_get_peer_certificate; both return a reference the caller frees.
+    get_peer = getattr(libssl, "SSL_get1_peer_certificate", None) or getattr(libssl, "SSL_get_peer_certificate", None)
+    if not ssl_object or get_peer is None:
+        return None
+    get_peer.argtypes, get_peer.restype = [ctypes.c_void_p], ctypes.c_void_p
+    libssl.i2d_X509.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p)]
+    libssl.i2d_X509.restype = ctypes.c_int
+    libssl.X509_free.argtypes, libssl.X509_free.restype = [ctypes.c_void_p], None
+    certificate = get_peer(ssl_object)
+    if not certificate:
+        return None
+    try:
+        size = libssl.i2d_X509(certificate, None)
+        if size <= 0:
+            return None
+        buffer = ctypes.create_string_buffer(size)
+        cursor = ctypes.c_char_p(ctypes.addressof(buffer))  # i2d_X509 moves it past what it wrote
+        libssl.i2d_X509(certificate, ctypes.byref(cursor))
+        return buffer.raw[:size]
+    finally:
+        libssl.X509_free(certificate)
+
+
 def _loaded_libpq() -> ctypes.CDLL | None:
     # It must be the very libpq that made the connection (psycopg-binary bundles its own): find
     # it among the loaded libraries, and refuse to load another copy (RTLD_NOLOAD).
+    return _loaded_library("/libpq")
+
+
+def _loaded_library(marker: str, beside: str | None = None) -> ctypes.CDLL | None:
+    """A library already loaded whose path holds `marker` (in the directory of the one holding
+    `beside`, if given: the libssl next to the libpq that uses it), never loading another copy."""
     try:
         with open("/proc/self/maps", encoding="utf-8") as maps:
-            paths = {line.split()[-1] for line in maps if "/libpq" in line}
+            loaded = {line.split()[-1] for line in maps if "/" in line}
     except OSError:
         return None
-    for path in sorted(paths):
+    paths = sorted(path for path in loaded if marker in path)
+    if beside is not None:
+        directories = {os.path.dirname(path) for path in loaded if beside in path}
+        paths = [path for path in paths if os.path.dirname(path) in directories]
+    for path in paths:
         try:
             return ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
         except OSError:

@@ -17,8 +17,11 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from connhub.domain.reports import Column, ErrorCategory, Table
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget
@@ -113,6 +116,18 @@ def record_tls(ctx: ProbeContext, handshakes: Sequence[ssl.SSLObject | ssl.SSLSo
         ctx.tls.version = handshakes[-1].version()
         cipher = handshakes[-1].cipher()
         ctx.tls.cipher = cipher[0] if cipher else None
+        # The binary form is there even when the certificate was not verified (sslmode=require).
+        ctx.tls.certificate_expires_at = certificate_expiry(handshakes[-1].getpeercert(binary_form=True))
+
+
+def certificate_expiry(der: bytes | None) -> datetime | None:
+    """The notAfter of a DER certificate the server sent; None when none was or it does not parse."""
+    if not der:
+        return None
+    try:
+        return x509.load_der_x509_certificate(der).not_valid_after_utc
+    except ValueError:
+        return None
 
 
 # --- time ----------------------------------------------------------------------------------------

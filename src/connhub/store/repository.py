@@ -52,7 +52,14 @@ from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.group_update import GroupUpdate, PendingUpdate
 from connhub.store.revision import RevisionWatch
 from connhub.store.schema import async_url
-from connhub.store.tables import DATABASE_NOW, connection_secrets, connections, idempotency_keys, key_checks
+from connhub.store.tables import (
+    DATABASE_NOW,
+    connection_health,
+    connection_secrets,
+    connections,
+    idempotency_keys,
+    key_checks,
+)
 from connhub.store.totals import ListTotals
 
 Sealed = Mapping[str, tuple[str, bytes]]  # field -> (key id, ciphertext)
@@ -174,6 +181,14 @@ class ConnectionRepository:
     def _now(self, now: datetime) -> Any:
         """When a write happens: on PostgreSQL the database's clock (one for every replica), else `now`."""
         return _DATABASE_NOW if self.engine.dialect.name == "postgresql" else now
+
+    def write_transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction in this process's writer turn, for the stores beside this one (audit, health)."""
+        return self._write()
+
+    def read_session(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A read-only session (autocommit on PostgreSQL) under the same outage guard."""
+        return self._read()
 
     async def ping(self) -> None:
         async with self._read() as conn:
@@ -530,7 +545,17 @@ def _filtered(tenant: str, query: ListQuery) -> Select[Any]:
         statement = statement.where(connections.c.created_at < end)
     for key, value in query.metadata.items():
         statement = statement.where(connections.c.metadata[key].as_string() == value)
+    if query.health is not None:
+        statement = statement.where(_in_health_state(query.health))
     return statement
+
+
+def _in_health_state(state: str) -> ColumnElement[bool]:
+    """Connections in that scheduled health state; one never checked (no row yet) is unknown."""
+    checked = select(connection_health.c.connection_number)
+    if state == "unknown":
+        return connections.c.number.not_in(checked.where(connection_health.c.state.in_(("up", "down"))))
+    return connections.c.number.in_(checked.where(connection_health.c.state == state))
 
 
 def _sort_column(query: ListQuery) -> Any:

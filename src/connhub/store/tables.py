@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -120,4 +121,84 @@ key_checks = Table(
     Column("key_id", String(255), primary_key=True),
     Column("check_value", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# -- health (issue 18) ----------------------------------------------------------------------
+
+# One row per connection the scheduler watches: its state, when it is next due, and the lease of
+# the replica checking it now (a replica killed mid-check loses the lease when `lease_until` passes).
+connection_health = Table(
+    "connection_health",
+    metadata,
+    Column("connection_number", Serial, ForeignKey("connections.number"), primary_key=True),
+    Column("connection_id", Uuid, nullable=False),  # the connection's id, so a claim reads it by id
+    Column("tenant", String(200), nullable=False),
+    Column("state", String(8), nullable=False),  # up, down, unknown
+    Column("state_since", UtcDateTime, nullable=False),
+    Column("next_check_at", UtcDateTime, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime),
+    Column("consecutive_failures", Integer, nullable=False),
+    Column("interval_s", Integer),  # the connection's own interval; NULL: CONNHUB_HEALTH_INTERVAL_S
+    Column("last_checked_at", UtcDateTime),
+    Column("last_category", String(32)),
+    Column("cert_expires_at", UtcDateTime),
+    Column("cert_warned_for", UtcDateTime),  # the expiry already announced (one alert per certificate)
+    Index("ix_connection_health_due", "next_check_at"),
+    Index("ix_connection_health_state", "state"),
+)
+
+health_results = Table(
+    "health_results",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("connection_number", Serial, ForeignKey("connections.number"), nullable=False),
+    Column("checked_at", UtcDateTime, nullable=False),
+    Column("status", String(8), nullable=False),  # up, down
+    Column("category", String(32)),
+    Column("latency_ms", Float, nullable=False),
+    Column("server_version", String(200)),
+    Column("cert_expires_at", UtcDateTime),
+    Index("ix_health_results_connection", "connection_number", "checked_at"),
+    Index("ix_health_results_checked", "checked_at"),
+)
+
+# Webhook events waiting to be delivered (`pending`) or given up on after N attempts (`dead`, the
+# dead letters). Kept in the store so a restart loses none and each replica delivers each once.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("event_type", String(64), nullable=False),
+    Column("body", Text, nullable=False),  # the exact JSON sent (and signed)
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("status", String(8), nullable=False),  # pending, dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime),
+    Column("last_error", String(500)),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+)
+
+# -- audit (issue 18) -----------------------------------------------------------------------
+
+# Append-only: the repository has no update or delete of it, and a trigger refuses both.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("tenant", String(200), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("connection_id", Uuid),
+    Column("actor", String(255)),  # the token's `sub`
+    Column("request_id", String(200)),
+    Column("dialect", String(16)),
+    Column("source", String(64)),
+    Column("fields", JSON),  # names of the fields written, never their values
+    Column("details", JSON),  # fixed vocabulary only (a test's status and category, counts)
+    Index("ix_audit_log_tenant", "tenant", "id"),
+    Index("ix_audit_log_connection", "tenant", "connection_id", "id"),
 )

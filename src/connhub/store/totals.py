@@ -38,6 +38,7 @@ class ListTotals:
             query.start_date,
             query.end_date,
             tuple(sorted(query.metadata.items())),
+            query.health,
             query.unassigned,
         )
 

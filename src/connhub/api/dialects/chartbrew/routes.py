@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from connhub.api.deps import ServiceDep
+from connhub.api.deps import HealthDep, ServiceDep
 from connhub.api.dialects.chartbrew.shapes import (
     CERTIFICATE_FILES_BODY,
     TEST_FILES_BODY,
@@ -43,15 +43,21 @@ from connhub.api.responses import Json
 from connhub.domain.connection import Connection
 from connhub.domain.errors import TestFailed
 from connhub.domain.reports import Table, TestReport
+from connhub.health.model import HealthState
+from connhub.health.monitor import HealthMonitor
 from connhub.service import ConnectionService
+
+UNKNOWN = HealthState.UNKNOWN
 
 router = APIRouter(tags=["Connections (Chartbrew)"])
 TEAM = "/team/{team_id}/connections"
 ONE = TEAM + "/{connection_id}"
 
 
-def one(connection: Connection, service: ConnectionService) -> Json:
-    return Json(render(connection, service.cached_schema(connection)))
+async def one(connection: Connection, service: ConnectionService, health: HealthMonitor) -> Json:
+    states = await health.states(connection.tenant)
+    state = states.get(connection.number, UNKNOWN).value
+    return Json(render(connection, service.cached_schema(connection), state))
 
 
 @router.post(
@@ -60,11 +66,11 @@ def one(connection: Connection, service: ConnectionService) -> Json:
     openapi_extra=json_body(ChartbrewConnectionInput),
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 409, 413, 415, 503)},
 )
-async def create(request: Request, principal: TeamWriter, service: ServiceDep) -> Json:
+async def create(request: Request, principal: TeamWriter, service: ServiceDep, health: HealthDep) -> Json:
     fields = canonical_fields(await json_object(request))
     with in_chartbrew_terms():
         created = await service.create(principal.tenant, fields, None)
-    return one(created, service)
+    return await one(created, service, health)
 
 
 @router.get(
@@ -72,9 +78,15 @@ async def create(request: Request, principal: TeamWriter, service: ServiceDep) -
     summary="List the team's connections, newest first",
     responses={200: {"model": list[ChartbrewConnection]}, **errors(400, 401, 403, 503)},
 )
-async def list_connections(principal: TeamReader, service: ServiceDep) -> Json:
+async def list_connections(principal: TeamReader, service: ServiceDep, health: HealthDep) -> Json:
     every = await service.list_every(principal.tenant, "createdAt", "desc")
-    return Json([render(connection, service.cached_schema(connection)) for connection in every])
+    states = await health.states(principal.tenant)
+    return Json(
+        [
+            render(connection, service.cached_schema(connection), states.get(connection.number, UNKNOWN).value)
+            for connection in every
+        ]
+    )
 
 
 @router.get(
@@ -82,8 +94,8 @@ async def list_connections(principal: TeamReader, service: ServiceDep) -> Json:
     summary="Get a connection",
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 503)},
 )
-async def get(principal: TeamReader, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
-    return one(await service.get_by_number(principal.tenant, connection_id), service)
+async def get(principal: TeamReader, connection_id: ConnectionNumber, service: ServiceDep, health: HealthDep) -> Json:
+    return await one(await service.get_by_number(principal.tenant, connection_id), service, health)
 
 
 @router.put(
@@ -92,12 +104,14 @@ async def get(principal: TeamReader, connection_id: ConnectionNumber, service: S
     openapi_extra=json_body(ChartbrewConnectionInput),
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 409, 413, 415, 503)},
 )
-async def update(request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
+async def update(
+    request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep, health: HealthDep
+) -> Json:
     current = await service.get_by_number(principal.tenant, connection_id)
     patch = canonical_fields(await json_object(request), current)
     with in_chartbrew_terms():
         updated = await service.update(principal.tenant, current, patch)
-    return one(updated, service)
+    return await one(updated, service, health)
 
 
 @router.delete(
@@ -182,13 +196,13 @@ async def update_schema(principal: TeamWriter, connection_id: ConnectionNumber, 
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 413, 415, 503)},
 )
 async def upload_files(
-    request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep
+    request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep, health: HealthDep
 ) -> Json:
     connection = await service.get_by_number(principal.tenant, connection_id)
     pems = uploaded_files(await read_parts(request, tuple(PEM_FIELDS), MAX_FILE_BYTES))
     with in_chartbrew_terms():
         updated = await service.attach_ssl_files(principal.tenant, connection, pems)
-    return one(updated, service)
+    return await one(updated, service, health)
 
 
 @router.post(
@@ -198,13 +212,13 @@ async def upload_files(
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 409, 413, 415, 503)},
 )
 async def duplicate(
-    request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep
+    request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep, health: HealthDep
 ) -> Json:
     source = await service.get_by_number(principal.tenant, connection_id)
     name = duplicate_name(await _optional_json(request), source)
     with in_chartbrew_terms():
         copy = await service.duplicate(principal.tenant, source, name)
-    return one(copy, service)
+    return await one(copy, service, health)
 
 
 async def _optional_json(request: Request) -> dict[str, Any]:
@@ -212,4 +226,3 @@ async def _optional_json(request: Request) -> dict[str, Any]:
     if not request.headers.get("content-type") and not await request.body():
         return {}
     return await json_object(request)
-

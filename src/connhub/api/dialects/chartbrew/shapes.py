@@ -5,7 +5,7 @@ The rules live in the domain and in translate.py; these models only document the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,6 +72,7 @@ CHARTBREW_CONNECTION: dict[str, Any] = {
     "schema": CHARTBREW_SCHEMA,
     "createdAt": "2026-12-03T09:30:50.608Z",
     "updatedAt": "2026-12-03T09:30:50.608Z",
+    "health": "up",
 }
 REMOVED: dict[str, Any] = {"removed": True}
 DUPLICATE_INPUT: dict[str, Any] = {"name": "production-db (copy)"}
@@ -157,6 +158,9 @@ class ChartbrewConnection(BaseModel):
     schema_: ChartbrewSchema | None = Field(alias="schema", description="cached discovered schema")
     createdAt: str
     updatedAt: str
+    health: Literal["up", "down", "unknown"] = Field(
+        description="scheduled health (CONNHUB_HEALTH_INTERVAL_S): the last check's outcome, or unknown"
+    )
 
 
 class Removed(BaseModel):

@@ -73,6 +73,7 @@ IGNORED = frozenset(
         "hasSslKey",
         "createdAt",
         "updatedAt",
+        "health",
     }
 )
 KNOWN = frozenset({*RENAMED, *TRANSLATED, *IGNORED, *SSH_FIELDS})
@@ -284,8 +285,9 @@ def _ssl_on(connection: Connection) -> bool:
 # -- connection -> Chartbrew's shape ------------------------------------------------------------
 
 
-def render(connection: Connection, tables: list[Table] | None) -> dict[str, Any]:
-    """A connection in Chartbrew's shape; `tables`: its cached discovered schema, if any."""
+def render(connection: Connection, tables: list[Table] | None, health: str = "unknown") -> dict[str, Any]:
+    """A connection in Chartbrew's shape; `tables`: its cached discovered schema, if any; `health`:
+    its scheduled health state (up, down, unknown)."""
     ssl = connection.ssl
     return {
         "id": connection.number,
@@ -312,6 +314,7 @@ def render(connection: Connection, tables: list[Table] | None) -> dict[str, Any]
         "schema": schema_json(tables),
         "createdAt": rfc3339(connection.created_at),
         "updatedAt": rfc3339(connection.updated_at),
+        "health": health,
     }
 
 

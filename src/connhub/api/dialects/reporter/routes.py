@@ -63,6 +63,9 @@ LIST_FILTERS = (
     Parameter("configName", "query", description="substring, case-insensitive"),
     Parameter("startDate", "query", description="YYYY-MM-DD, inclusive"),
     Parameter("endDate", "query", description="YYYY-MM-DD, inclusive"),
+    Parameter(
+        "health", "query", {"type": "string", "enum": ["up", "down", "unknown"]}, "scheduled health state"
+    ),
     PRODUCT,
 )
 

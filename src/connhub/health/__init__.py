@@ -1,0 +1,1 @@
+"""Scheduled health checks of every stored connection, their history, and alerts (issue 18)."""
