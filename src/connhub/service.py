@@ -11,7 +11,7 @@ import json
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -43,7 +43,8 @@ from connhub.domain.errors import (
 )
 from connhub.domain.listing import MAX_LIMIT, ListQuery, Page, SortBy, SortOrder, parse_list_query
 from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
-from connhub.probes.base import ProbeTarget, SslMaterial
+from connhub.domain.ssh import SECRET_NAMES, SSH_SECRET_FIELDS, SshSettings, trusting
+from connhub.probes.base import ProbeTarget, SshHop, SshRoute, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from connhub.row_writes import RowState, RowWrites
 from connhub.secrets import Binding, KeyRing, SecretUnreadable, key_id_of, request_digest
@@ -187,6 +188,7 @@ class ConnectionService:
             report = await self.probes.test(_target(spec))
             if not report.ok:
                 raise TestFailed("the connection test failed; nothing was stored", report)
+            spec = _trusting_seen_keys(spec, report)
         connection_id = uuid7()
         if idempotency_key:
             idempotency = IdempotencyRecord(idempotency_key, digest, connection_id)
@@ -397,7 +399,9 @@ class ConnectionService:
             spec = await self._open_spec(connection)
         except SecretsUnavailable as error:
             return failure_report(ErrorCategory.DECRYPT_FAILED, error.message)
-        return await self.probes.test(_target(spec))
+        report = await self.probes.test(_target(spec))
+        await self._trust_on_first_use(connection, spec, report)
+        return report
 
     async def test_unsaved(self, fields: Mapping[str, Any]) -> TestReport:
         return await self.probes.test(_target(validate_spec(fields)))
@@ -413,12 +417,31 @@ class ConnectionService:
         tables, report = await self.probes.read_schema(_target(spec))
         if tables is None:
             raise TestFailed("the database could not be read", report)
+        connection = await self._trust_on_first_use(connection, spec, report)
         self.schema_cache.put(connection, tables)
         return tables
 
     def cached_schema(self, connection: Connection) -> list[Table] | None:
         """The tables the last test or schema read discovered, while cached; never a live read."""
         return self.schema_cache.get(connection)
+    async def _trust_on_first_use(self, connection: Connection, spec: ConnectionSpec, report: TestReport) -> Connection:
+        """After a successful test through a tunnel, record the host keys seen where none was trusted.
+
+        Only over the version that was tested: if anyone wrote meanwhile (the host may have moved),
+        nothing is recorded and the next test decides.
+        """
+        trusted = _trusting_seen_keys(spec, report)
+        if trusted.ssh is None or trusted.ssh == spec.ssh:
+            return connection
+        async with self._write_turns.take(connection.id) as turn:
+            if turn.latest is not None and turn.latest.version > connection.version:
+                return connection
+            recorded = await self.repository.record_ssh_host_keys(connection, trusted.ssh.summary, utc_now())
+            if recorded is None:
+                return connection
+            turn.latest = recorded
+        self.schema_cache.drop(connection.id)
+        return recorded
 
     async def validate_schema(
         self, tenant: str, mapped_fields: Mapping[str, Mapping[str, list[str]]]
@@ -522,6 +545,7 @@ def _fields_of(connection: Connection, secrets: Mapping[str, str]) -> dict[str, 
         "options": connection.options or None,
         "subType": connection.sub_type,
         "connectionString": secrets.get("connectionString"),
+        "ssh": connection.ssh.fields(secrets) if connection.ssh is not None else None,
     }
     if connection.ssl is not None:
         fields["ssl"] = {
@@ -540,7 +564,25 @@ def _replaced_secrets(patch: Mapping[str, Any]) -> set[str]:
         replaced |= {"ssl.ca", "ssl.cert", "ssl.key"}
     elif isinstance(ssl, Mapping):
         replaced |= {f"ssl.{name}" for name in ("ca", "cert", "key") if name in ssl}
+    replaced |= _replaced_ssh_secrets(patch)
     return replaced & set(SECRET_FIELDS)
+
+
+def _replaced_ssh_secrets(patch: Mapping[str, Any]) -> set[str]:
+    if "ssh" not in patch:
+        return set()
+    ssh = patch["ssh"]
+    if ssh is None:
+        return set(SSH_SECRET_FIELDS)
+    if not isinstance(ssh, Mapping):
+        return set()
+    replaced = {f"ssh.{name}" for name in SECRET_NAMES if name in ssh}
+    jump = ssh.get("jumpHost", {})
+    if "jumpHost" in ssh and jump is None:
+        replaced |= {f"ssh.jumpHost.{name}" for name in SECRET_NAMES}
+    elif isinstance(jump, Mapping):
+        replaced |= {f"ssh.jumpHost.{name}" for name in SECRET_NAMES if name in jump}
+    return replaced
 
 
 def _check_etag(connection: Connection, if_match: str | None, written_since: bool = False) -> None:
@@ -569,7 +611,41 @@ def _target(spec: ConnectionSpec) -> ProbeTarget:
         schema=spec.schema,
         ssl=ssl,
         options=spec.options,
+        ssh=_route(spec.ssh) if spec.ssh is not None else None,
     )
+
+
+def _route(ssh: SshSettings) -> SshRoute:
+    """The hops a probe passes through, credentials opened, a jump host's inherited ones resolved."""
+    assert ssh.user_name is not None  # validation requires the bastion's user name
+    bastion = SshHop(ssh.host, ssh.port, ssh.user_name, ssh.password, ssh.private_key, ssh.passphrase, ssh.host_key)
+    jump = ssh.jump_hop()
+    if jump is None or ssh.jump_host is None:
+        return SshRoute(bastion)
+    assert jump.user_name is not None
+    own_credentials = "ssh.jumpHost." if ssh.jump_host.has_credentials else "ssh."
+    hop = SshHop(
+        jump.host,
+        jump.port,
+        jump.user_name,
+        jump.password,
+        jump.private_key,
+        jump.passphrase,
+        jump.host_key,
+        field_prefix="ssh.jumpHost.",
+        credentials_prefix=own_credentials,
+    )
+    return SshRoute(bastion, hop)
+
+
+def _trusting_seen_keys(spec: ConnectionSpec, report: TestReport) -> ConnectionSpec:
+    """`spec` with the host keys a successful test saw trusted where none was (trust on first use)."""
+    if not report.ok or spec.ssh is None or report.ssh is None:
+        return spec
+    seen = report.ssh
+    bastion_key = seen.host_key.host_key if seen.host_key else None
+    jump_key = seen.jump_host_key.host_key if seen.jump_host_key else None
+    return replace(spec, ssh=trusting(spec.ssh, bastion_key, jump_key))
 
 
 def _masked_uri(spec: ConnectionSpec) -> str | None:

@@ -21,6 +21,7 @@ from uuid import UUID
 from connhub.domain import connstring, pem
 from connhub.domain.engines import ENGINE_NAMES, Engine
 from connhub.domain.errors import ValidationFailed
+from connhub.domain.ssh import SSH_SECRET_FIELDS, SshSettings, SshSummary, apply_ssh_patch, validate_ssh
 
 
 class SslMode(StrEnum):
@@ -33,7 +34,7 @@ class SslMode(StrEnum):
 
 
 # Secret fields, by the name that also binds their ciphertext to its record.
-SECRET_FIELDS = ("password", "ssl.ca", "ssl.cert", "ssl.key", "connectionString")
+SECRET_FIELDS = ("password", "ssl.ca", "ssl.cert", "ssl.key", "connectionString", *SSH_SECRET_FIELDS)
 
 # Fields a stored connection must have; the others are optional and `null` clears them.
 REQUIRED_FIELDS = ("configName", "type", "host", "port", "databaseName", "userName", "password")
@@ -80,6 +81,7 @@ class ConnectionSpec:
     options: dict[str, str] = field(default_factory=dict)
     sub_type: str | None = None
     connection_string: str | None = field(default=None, repr=False)
+    ssh: SshSettings | None = None
 
     def secrets(self) -> dict[str, str]:
         """The secret fields that are set, by binding name."""
@@ -90,7 +92,8 @@ class ConnectionSpec:
             "ssl.key": self.ssl.key if self.ssl else None,
             "connectionString": self.connection_string,
         }
-        return {name: value for name, value in values.items() if value is not None}
+        found = {name: value for name, value in values.items() if value is not None}
+        return found | (self.ssh.secrets() if self.ssh else {})
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class Connection:
     sub_type: str | None
     masked_connection_string: str | None
     has_password: bool
+    ssh: SshSummary | None
     created_at: datetime
     updated_at: datetime
     version: int
@@ -129,7 +133,9 @@ class Connection:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 PRODUCT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,100}$")
-_KNOWN = frozenset((*REQUIRED_FIELDS, "schema", "ssl", "metadata", "connectionString", "options", "subType"))
+_KNOWN = frozenset(
+    (*REQUIRED_FIELDS, "schema", "ssl", "metadata", "connectionString", "options", "subType", "ssh")
+)
 
 
 def validate_spec(fields: Mapping[str, Any]) -> ConnectionSpec:
@@ -155,6 +161,7 @@ def validate_spec(fields: Mapping[str, Any]) -> ConnectionSpec:
     metadata = _metadata(values.get("metadata"), errors)
     options = _options(values.get("options"), errors)
     sub_type = _bounded_text("subType", values.get("subType"), 64, errors, required=False)
+    ssh = validate_ssh(values.get("ssh"), errors, is_valid_host=is_valid_host)
     if errors:
         raise ValidationFailed(errors)
     assert config_name and engine and host and port and database_name and user_name and password
@@ -172,6 +179,7 @@ def validate_spec(fields: Mapping[str, Any]) -> ConnectionSpec:
         options=options,
         sub_type=sub_type,
         connection_string=values.get("connectionString"),
+        ssh=ssh,
     )
 
 
@@ -191,6 +199,7 @@ def spec_fields(spec: ConnectionSpec) -> dict[str, Any]:
         "subType": spec.sub_type,
         "connectionString": spec.connection_string,
         "ssl": None,
+        "ssh": spec.ssh.fields() if spec.ssh else None,
     }
     if spec.ssl is not None:
         fields["ssl"] = {
@@ -205,7 +214,8 @@ def spec_fields(spec: ConnectionSpec) -> dict[str, Any]:
 def apply_patch(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """`current` updated by `patch`: a field absent is kept, `null` clears it.
 
-    `ssl` merges one level deep by the same rule, so a patch can change the mode and keep the CA.
+    `ssl` merges one level deep by the same rule, so a patch can change the mode and keep the CA;
+    `ssh` too (and its jumpHost one more level), see `apply_ssh_patch`.
     A connection string that is not repeated is dropped when a field it carried changes, so the
     stored string never disagrees with the stored fields.
     """
@@ -213,6 +223,8 @@ def apply_patch(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[st
     for name, value in patch.items():
         if name == "ssl" and isinstance(value, Mapping) and isinstance(merged.get("ssl"), Mapping):
             merged["ssl"] = apply_patch(merged["ssl"], value)
+        elif name == "ssh" and value is not None:
+            merged["ssh"] = apply_ssh_patch(merged.get("ssh"), value)
         elif value is None:
             merged.pop(name, None)
         else:

@@ -114,7 +114,7 @@ async def resolve_checked(
     resolves to both a public and a metadata address is refused), DNS_FAILED when it does not
     resolve, and TIMEOUT when resolving takes longer than `timeout` seconds.
     """
-    literal = _ip_literal(host)
+    literal = ip_literal(host)
     if literal is not None:
         addresses = [normalise(literal)]
     elif dns_servers:
@@ -190,7 +190,7 @@ def _timed_out(host: str, timeout: float) -> ProbeFailure:
     return ProbeFailure(ErrorCategory.TIMEOUT, f"Resolving {host} took longer than {timeout:g} s")
 
 
-def _ip_literal(host: str) -> Address | None:
+def ip_literal(host: str) -> Address | None:
     try:
         return ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
     except ValueError:

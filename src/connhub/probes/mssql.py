@@ -178,7 +178,7 @@ def _connect(target: ProbeTarget, ctx: ProbeContext, encryption: str, seconds: i
         # each other's value, but all are derived from the same global budget.
         return pymssql.connect(
             server=ctx.address,
-            port=str(target.port),
+            port=str(ctx.dial_port(target)),
             user=target.user,
             password=target.password,
             database=target.database,
@@ -271,12 +271,14 @@ def _verified_connect(target: ProbeTarget, ctx: ProbeContext, mode: str, deadlin
         if "ca" in files.paths:
             _check_ca_file(cafile)
         with ctx.phase("connect"):
-            sock = socket.create_connection((ctx.address, target.port), timeout=time_left(deadline, _MIN_TIMEOUT_S))
+            sock = socket.create_connection(
+                (ctx.address, ctx.dial_port(target)), timeout=time_left(deadline, _MIN_TIMEOUT_S)
+            )
         try:
             with ctx.phase("auth"), _confined():  # PRELOGIN, TLS handshake, certificate checks, LOGIN7
                 return pytds.connect(
                     dsn=server_name,  # SNI, the certificate's expected name and LOGIN7's ServerName
-                    port=target.port,
+                    port=ctx.dial_port(target),
                     sock=sock,  # connected to the checked address: pytds resolves nothing
                     user=target.user,
                     password=target.password,
