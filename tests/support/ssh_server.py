@@ -32,7 +32,8 @@ class SshKeyPair:
 
 def client_key(algorithm: str = "ssh-ed25519", passphrase: str | None = None, fmt: str = "openssh") -> SshKeyPair:
     key = asyncssh.generate_private_key(algorithm)
-    text = key.export_private_key(fmt, passphrase=passphrase).decode()
+    # 16 bcrypt rounds, as ssh-keygen encrypts keys (asyncssh's default of 128 takes seconds here).
+    text = key.export_private_key(fmt, passphrase=passphrase, rounds=16, ignore_few_rounds=True).decode()
     return SshKeyPair(text, key.convert_to_public(), passphrase)
 
 
@@ -73,7 +74,7 @@ class Bastion:
         self._server = await asyncssh.create_server(
             lambda: _BastionServer(self),
             LOOPBACK,
-            0,
+            self.port,  # 0: any free port; a given one to stand in for a bastion whose key changed
             server_host_keys=self.host_keys,
             # Only the methods a test configured, so a refusal is a refusal, not another method.
             kbdint_auth=False,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -251,11 +252,29 @@ def _check_private_key(name: str, key: Any, passphrase: str | None, errors: dict
         return
     if passphrase is None:
         errors[f"{name}.passphrase"] = "required: the private key is encrypted"
-        return
+    elif not _opens(key, passphrase):
+        errors[f"{name}.passphrase"] = "does not open the private key"
+
+
+_OPENED: dict[bytes, None] = {}  # digests of (key, passphrase) pairs that opened, newest last
+_OPENED_MAX = 1024
+
+
+def _opens(key: str, passphrase: str) -> bool:
+    """Whether `passphrase` opens `key`. Opening runs the key's KDF (bcrypt for OpenSSH keys: a tenth
+    of a second to seconds of CPU), and a stored connection is validated again at every test, so
+    pairs that opened are remembered by a digest (never the texts) for the life of the process."""
+    digest = hashlib.sha256(b"connhub ssh key\x00" + key.encode() + b"\x00" + passphrase.encode()).digest()
+    if digest in _OPENED:
+        return True
     try:
         asyncssh.import_private_key(key, passphrase)
     except Exception:
-        errors[f"{name}.passphrase"] = "does not open the private key"
+        return False
+    _OPENED[digest] = None
+    while len(_OPENED) > _OPENED_MAX:
+        del _OPENED[next(iter(_OPENED))]
+    return True
 
 
 def _host_key(name: str, value: Any, errors: dict[str, str]) -> str | None:

@@ -134,7 +134,10 @@ async def _connect(
 ) -> asyncssh.SSHClientConnection:
     progress.connecting = hop
     check = _HostKeyCheck(hop, progress, jump=hop is progress.route.jump)
-    keys = [asyncssh.import_private_key(hop.private_key, hop.passphrase)] if hop.private_key else None
+    keys = None
+    if hop.private_key is not None:
+        # An encrypted key's KDF costs CPU time (bcrypt): off the event loop.
+        keys = [await asyncio.to_thread(asyncssh.import_private_key, hop.private_key, hop.passphrase)]
     try:
         return await asyncssh.connect(
             address,
