@@ -124,6 +124,7 @@ class RowWrite:
     patch: Mapping[str, Any] | None = None
     delete: bool = False
     product_name: str | None = None
+    ssh_credentials_later: bool = False  # a tunnel's credential may come in a later request (Chartbrew)
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,14 @@ class ConnectionService:
         *,
         idempotency_key: str | None = None,
         validate: bool = False,
+        ssh_credentials_later: bool = False,
     ) -> Connection:
-        """Store a new connection; with `validate`, only if a live test of it succeeds."""
-        spec = validate_spec(fields)
+        """Store a new connection; with `validate`, only if a live test of it succeeds.
+
+        `ssh_credentials_later`: a tunnel may come without its credential, which a later request
+        uploads (Chartbrew's form sends the key file after the create).
+        """
+        spec = validate_spec(fields, ssh_credentials_required=not ssh_credentials_later)
         idempotency = None
         if idempotency_key:
             digest = request_digest(self.key_ring, _canonical(fields, product_name))
@@ -220,7 +226,7 @@ class ConnectionService:
     async def duplicate(self, tenant: str, source: Connection, name: str) -> Connection:
         """A copy of `source` named `name`, its secrets re-sealed for the new record."""
         fields = {**spec_fields(await self._open_spec(source)), "configName": name}
-        return await self.create(tenant, fields, source.product_name)
+        return await self.create(tenant, fields, source.product_name, ssh_credentials_later=True)
 
     # -- read ---------------------------------------------------------------------------------
 
@@ -253,14 +259,22 @@ class ConnectionService:
     # -- update, delete -----------------------------------------------------------------------
 
     async def update(
-        self, tenant: str, connection: Connection, patch: Mapping[str, Any], if_match: str | None = None
+        self,
+        tenant: str,
+        connection: Connection,
+        patch: Mapping[str, Any],
+        if_match: str | None = None,
+        *,
+        ssh_credentials_later: bool = False,
     ) -> Connection:
         """Apply `patch` (absent keeps, null clears) after the same validation as create.
 
         Concurrent updates of one connection are stored together (see `row_writes`): each is
         applied in arrival order, and each answers the connection as that one stored write left it.
         """
-        written = await self._row_writes.submit(connection.id, RowWrite(connection, if_match, patch=patch))
+        written = await self._row_writes.submit(
+            connection.id, RowWrite(connection, if_match, patch=patch, ssh_credentials_later=ssh_credentials_later)
+        )
         self.schema_cache.drop(connection.id)
         return written.connection
 
@@ -333,7 +347,7 @@ class ConnectionService:
             try:
                 _check_etag(base, write.if_match, written_since=spec is not None)
                 merged = apply_patch(state, write.patch or {})
-                state, spec = merged, validate_spec(merged)
+                state, spec = merged, validate_spec(merged, ssh_credentials_required=not write.ssh_credentials_later)
             except PreconditionFailed as precondition:
                 refused[position] = precondition
             except ValidationFailed as invalid:
@@ -433,13 +447,11 @@ class ConnectionService:
         trusted = _trusting_seen_keys(spec, report)
         if trusted.ssh is None or trusted.ssh == spec.ssh:
             return connection
-        async with self._write_turns.take(connection.id) as turn:
-            if turn.latest is not None and turn.latest.version > connection.version:
-                return connection
-            recorded = await self.repository.record_ssh_host_keys(connection, trusted.ssh.summary, utc_now())
-            if recorded is None:
-                return connection
-            turn.latest = recorded
+        # Optimistic: stored only over the version tested (a writer in between wins; the next test
+        # records then). Writers of this process that kept the older version retry on the newer.
+        recorded = await self.repository.record_ssh_host_keys(connection, trusted.ssh.summary, utc_now())
+        if recorded is None:
+            return connection
         self.schema_cache.drop(connection.id)
         return recorded
 
@@ -527,7 +539,8 @@ class ConnectionService:
 
     async def _open_spec(self, connection: Connection) -> ConnectionSpec:
         opened, _ = await self._open_secrets(connection)
-        return validate_spec(_fields_of(connection, opened))
+        # As stored: a tunnel may still wait for the credential a later request uploads.
+        return validate_spec(_fields_of(connection, opened), ssh_credentials_required=False)
 
 
 def _fields_of(connection: Connection, secrets: Mapping[str, str]) -> dict[str, Any]:

@@ -374,3 +374,12 @@ async def test_no_ssh_secret_in_any_report(runner: ProbeRunner, bastion: Bastion
         text = str(report.to_json())
         for secret in (SSH_PASSWORD, KEY.passphrase or "", KEY.private_key.splitlines()[1]):
             assert secret not in text
+
+
+async def test_a_tunnel_still_waiting_for_its_key_says_so_without_connecting(
+    runner: ProbeRunner, bastion: Bastion
+) -> None:
+    report = await runner.test(postgres(SshRoute(hop(bastion, password=None))))
+    assert_failed(report, ErrorCategory.SSH_AUTH_FAILED, "ssh.privateKey")
+    assert "upload the key file" in report.message
+    assert bastion.connections_total == 0

@@ -138,10 +138,23 @@ def test_a_patch_merges_into_the_ssh_block() -> None:
     # A host key belongs to a host: moving the bastion forgets it (the next test records the new one).
     moved = apply_patch(current, {"ssh": {"host": "bastion2.example.com"}})
     assert "hostKey" not in moved["ssh"]
-    # A passphrase belongs to a key: a new key without one drops the stored passphrase.
+    # A stored passphrase stays with a new key; validation says when it does not fit.
     rekeyed = apply_patch(current, {"ssh": {"privateKey": KEY.private_key}})
-    assert "passphrase" not in rekeyed["ssh"]
-    validate_spec(rekeyed)
+    assert rekeyed["ssh"]["passphrase"] == ENCRYPTED.passphrase
+    with pytest.raises(ValidationFailed) as caught:
+        validate_spec(rekeyed)
+    assert "not encrypted" in caught.value.fields["ssh.passphrase"]
     assert "ssh" not in apply_patch(current, {"ssh": None})
     cleared = apply_patch(seed_body(ssh=ssh(jumpHost={"host": "j.example.com"})), {"ssh": {"jumpHost": None}})
     assert "jumpHost" not in cleared["ssh"]
+
+
+def test_credentials_may_come_later_when_the_caller_says_so() -> None:
+    # Chartbrew's form: the create carries the passphrase, the key file follows in another request.
+    pending = seed_body(ssh=ssh(password=None, passphrase=ENCRYPTED.passphrase))
+    with pytest.raises(ValidationFailed):
+        validate_spec(pending)
+    spec = validate_spec(pending, ssh_credentials_required=False)
+    assert spec.ssh is not None and not spec.ssh.has_credentials
+    completed = apply_patch(pending, {"ssh": {"privateKey": ENCRYPTED.private_key}})
+    assert validate_spec(completed).ssh is not None  # the passphrase sent first opens the key

@@ -138,11 +138,12 @@ _KNOWN = frozenset(
 )
 
 
-def validate_spec(fields: Mapping[str, Any]) -> ConnectionSpec:
+def validate_spec(fields: Mapping[str, Any], *, ssh_credentials_required: bool = True) -> ConnectionSpec:
     """The spec `fields` describe, or ValidationFailed naming every bad field.
 
     `fields` uses canonical names; values are as decoded from JSON. A `connectionString` fills the
-    fields it carries that were not given explicitly.
+    fields it carries that were not given explicitly. `ssh_credentials_required=False` accepts a
+    tunnel whose credential comes in a later request (see `domain.ssh`).
     """
     errors: dict[str, str] = {}
     unknown = sorted(set(fields) - _KNOWN)
@@ -161,7 +162,9 @@ def validate_spec(fields: Mapping[str, Any]) -> ConnectionSpec:
     metadata = _metadata(values.get("metadata"), errors)
     options = _options(values.get("options"), errors)
     sub_type = _bounded_text("subType", values.get("subType"), 64, errors, required=False)
-    ssh = validate_ssh(values.get("ssh"), errors, is_valid_host=is_valid_host)
+    ssh = validate_ssh(
+        values.get("ssh"), errors, is_valid_host=is_valid_host, credentials_required=ssh_credentials_required
+    )
     if errors:
         raise ValidationFailed(errors)
     assert config_name and engine and host and port and database_name and user_name and password

@@ -8,8 +8,12 @@ errors name `ssh.<field>` and `ssh.jumpHost.<field>`.
 Decisions:
 - Credentials: a password, a private key, or both. Both is allowed because real bastions ask for
   both (OpenSSH `AuthenticationMethods publickey,password`); the client offers the key first, then
-  the password. Neither is refused. A jump host that names no credential of its own uses the
-  bastion's (and its user name when it names none).
+  the password. Neither is refused, unless the caller says the credentials come later
+  (`credentials_required=False`): Chartbrew's form creates the connection first and uploads the
+  key file in a second request, with the key's passphrase in the first; a stored tunnel is
+  re-validated the same way. A test of a tunnel without a credential fails with SSH_AUTH_FAILED.
+  A jump host that names no credential of its own uses the bastion's (and its user name when it
+  names none).
 - `hostKey` is a known_hosts line (`[host]:port ssh-ed25519 AAAA...`), a public key line
   (`ssh-ed25519 AAAA...`), or a `SHA256:` fingerprint. A key is kept as `type base64` (the host
   names and comment are dropped: the key is bound to this connection, not to a name); a
@@ -169,14 +173,18 @@ class SshSummary:
 # Validation
 
 
-def validate_ssh(value: Any, errors: dict[str, str], *, is_valid_host: Any) -> SshSettings | None:
+def validate_ssh(
+    value: Any, errors: dict[str, str], *, is_valid_host: Any, credentials_required: bool = True
+) -> SshSettings | None:
     """The settings the `ssh` block describes; each problem goes into `errors` as `ssh.<field>`."""
     if value is None:
         return None
-    return _hop(value, "ssh", errors, is_valid_host, jump=False)
+    return _hop(value, "ssh", errors, is_valid_host, jump=False, credentials_required=credentials_required)
 
 
-def _hop(value: Any, name: str, errors: dict[str, str], is_valid_host: Any, *, jump: bool) -> SshSettings | None:
+def _hop(
+    value: Any, name: str, errors: dict[str, str], is_valid_host: Any, *, jump: bool, credentials_required: bool
+) -> SshSettings | None:
     if not isinstance(value, Mapping):
         errors[name] = "must be an object with host and userName"
         return None
@@ -197,15 +205,18 @@ def _hop(value: Any, name: str, errors: dict[str, str], is_valid_host: Any, *, j
     passphrase = _text(f"{name}.passphrase", value.get("passphrase"), 1024, errors, required=False, secret=True)
     private_key = value.get("privateKey")
     _check_private_key(name, private_key, passphrase, errors)
-    if not jump and password is None and private_key is None:
+    if credentials_required and not jump and password is None and private_key is None:
         for credential in ("password", "privateKey"):
             errors.setdefault(f"{name}.{credential}", "one of ssh.password and ssh.privateKey is required (or both)")
-    if passphrase is not None and private_key is None:
+    if credentials_required and passphrase is not None and private_key is None:
         errors.setdefault(f"{name}.passphrase", "only goes with a privateKey")
     host_key = _host_key(f"{name}.hostKey", value.get("hostKey"), errors)
     jump_host = None
     if not jump and value.get("jumpHost") is not None:
-        jump_host = _hop(value["jumpHost"], f"{name}.jumpHost", errors, is_valid_host, jump=True)
+        jump_host = _hop(
+            value["jumpHost"], f"{name}.jumpHost", errors, is_valid_host, jump=True,
+            credentials_required=credentials_required,
+        )  # fmt: skip
     if len(errors) > before or not isinstance(host, str):
         return None
     return SshSettings(host, port, user_name, password, private_key, passphrase, host_key, jump_host)
@@ -321,9 +332,9 @@ def fingerprint_of(host_key: str) -> str:
 def apply_ssh_patch(current: Mapping[str, Any] | None, patch: Any) -> Any:
     """The ssh block after `patch` (absent keeps, null clears, one level deeper for jumpHost).
 
-    Two facts follow the fields they depend on: a host key belongs to a host, so moving the host or
-    port without naming a key forgets the stored one (the next test records the new one); a
-    passphrase belongs to a key, so a new key without a passphrase drops the stored one.
+    A host key belongs to a host, so moving the host or port without naming a key forgets the
+    stored one (the next test records the new one). A stored passphrase stays with a new key (the
+    Chartbrew form sends it before the key file): validation says if it does not fit.
     """
     if not isinstance(patch, Mapping) or not isinstance(current, Mapping):
         return patch
@@ -340,8 +351,6 @@ def apply_ssh_patch(current: Mapping[str, Any] | None, patch: Any) -> Any:
     moved = any(name in patch and patch[name] != current.get(name) for name in ("host", "port"))
     if moved and "hostKey" not in patch:
         merged.pop("hostKey", None)
-    if "privateKey" in patch and "passphrase" not in patch and patch["privateKey"] != current.get("privateKey"):
-        merged.pop("passphrase", None)
     return merged
 
 

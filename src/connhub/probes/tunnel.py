@@ -133,6 +133,12 @@ async def _connect(
     hop: SshHop, address: str, through: asyncssh.SSHClientConnection | None, progress: TunnelProgress
 ) -> asyncssh.SSHClientConnection:
     progress.connecting = hop
+    if hop.password is None and hop.private_key is None:
+        raise ProbeFailure(
+            ErrorCategory.SSH_AUTH_FAILED,
+            f"No SSH password or private key is stored for {_name(hop)}: add one (or upload the key file)",
+            hop.credentials_prefix + "privateKey",
+        )
     check = _HostKeyCheck(hop, progress, jump=hop is progress.route.jump)
     keys = None
     if hop.private_key is not None:
