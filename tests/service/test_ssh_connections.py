@@ -179,6 +179,7 @@ async def test_no_ssh_secret_in_a_report_a_log_line_or_the_store(
     service: ConnectionService, bastion: Bastion, store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="asyncssh")  # quiet by default (see probes.tunnel): not here
     created = await service.create("t1", fields(bastion), "reports", validate=True)
     reports = [
         await service.test_saved("t1", created),
@@ -189,6 +190,7 @@ async def test_no_ssh_secret_in_a_report_a_log_line_or_the_store(
     assert tables is not None
     assert [report.status for report in reports] == ["success", "failure", "failure"]
     logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "asyncssh" in {record.name for record in caplog.records}  # its lines were seen, and searched
     stored = await service.get("t1", created.id)
     texts = [str(report.to_json()) for report in reports] + [logged, repr(created), repr(stored)]
     for secret in SSH_SECRETS:

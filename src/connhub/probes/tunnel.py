@@ -38,6 +38,10 @@ from connhub.domain.ssh import fingerprint_of
 from connhub.probes.base import ProbeFailure, SshHop, SshRoute
 
 log = logging.getLogger(__name__)
+# asyncssh logs every connection, channel and login at INFO: per live test, that would be a dozen
+# lines of noise in the service's log. Its warnings stay; a deployment can still set it lower.
+if logging.getLogger("asyncssh").level == logging.NOTSET:
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 LOCAL_HOST = "127.0.0.1"
 _CLOSE_WAIT_S = 1.0  # how long closing waits for a server to acknowledge; closing never waits longer
