@@ -279,11 +279,19 @@ class ConnectionService:
         return written.connection
 
     async def attach_ssl_files(
-        self, tenant: str, connection: Connection, files: Mapping[str, str]
+        self, tenant: str, connection: Connection, files: Mapping[str, str], ssh_private_key: str | None = None
     ) -> Connection:
-        """Store uploaded PEMs (`ca`, `cert`, `key`) in the connection's ssl settings."""
-        mode = connection.ssl.mode.value if connection.ssl else "require"
-        return await self.update(tenant, connection, {"ssl": {"mode": mode, **files}})
+        """Store uploaded PEMs (`ca`, `cert`, `key`) in the connection's ssl settings, and an
+        uploaded SSH private key in its tunnel's (the passphrase may have come before it)."""
+        patch: dict[str, Any] = {}
+        if files:
+            mode = connection.ssl.mode.value if connection.ssl else "require"
+            patch["ssl"] = {"mode": mode, **files}
+        if ssh_private_key is not None:
+            if connection.ssh is None:
+                raise ValidationFailed({"ssh.privateKey": "the connection has no SSH tunnel: turn it on first"})
+            patch["ssh"] = {"privateKey": ssh_private_key}
+        return await self.update(tenant, connection, patch, ssh_credentials_later=True)
 
     async def delete(self, tenant: str, connection: Connection, if_match: str | None = None) -> None:
         await self._row_writes.submit(connection.id, RowWrite(connection, if_match, delete=True))

@@ -23,13 +23,14 @@ from connhub.api.dialects.chartbrew.tenancy import ConnectionNumber, TeamReader,
 from connhub.api.dialects.chartbrew.translate import (
     MAX_FILE_BYTES,
     PEM_FIELDS,
+    SSH_KEY_FILE,
     UNSAVED_NAME,
     canonical_fields,
     duplicate_name,
     in_chartbrew_terms,
-    pem_texts,
     render,
     test_answer,
+    uploaded_files,
 )
 from connhub.api.http import json_object
 from connhub.api.multipart import read_parts
@@ -58,7 +59,8 @@ def one(connection: Connection, service: ConnectionService) -> Json:
 async def create(request: Request, principal: TeamWriter, service: ServiceDep) -> Json:
     fields = canonical_fields(await json_object(request))
     with in_chartbrew_terms():
-        created = await service.create(principal.tenant, fields, None)
+        # Chartbrew's form uploads an SSH key file after the create (its passphrase comes first).
+        created = await service.create(principal.tenant, fields, None, ssh_credentials_later=True)
     return one(created, service)
 
 
@@ -91,7 +93,7 @@ async def update(request: Request, principal: TeamWriter, connection_id: Connect
     current = await service.get_by_number(principal.tenant, connection_id)
     patch = canonical_fields(await json_object(request), current)
     with in_chartbrew_terms():
-        updated = await service.update(principal.tenant, current, patch)
+        updated = await service.update(principal.tenant, current, patch, ssh_credentials_later=True)
     return one(updated, service)
 
 
@@ -142,7 +144,7 @@ async def test_unsaved(request: Request, principal: TeamWriter, type: str, servi
 
 @router.post(
     ONE + "/files",
-    summary="Upload PEM files (multipart sslCa, sslCert, sslKey; 1 MiB each), stored encrypted",
+    summary="Upload files (multipart sslCa, sslCert, sslKey, sshPrivateKey; 1 MiB each), stored encrypted",
     openapi_extra=CERTIFICATE_FILES_BODY,
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 413, 415, 503)},
 )
@@ -150,9 +152,10 @@ async def upload_files(
     request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep
 ) -> Json:
     connection = await service.get_by_number(principal.tenant, connection_id)
-    pems = pem_texts(await read_parts(request, tuple(PEM_FIELDS), MAX_FILE_BYTES))
+    parts = await read_parts(request, (*PEM_FIELDS, SSH_KEY_FILE), MAX_FILE_BYTES)
+    pems, ssh_key = uploaded_files(parts)
     with in_chartbrew_terms():
-        updated = await service.attach_ssl_files(principal.tenant, connection, pems)
+        updated = await service.attach_ssl_files(principal.tenant, connection, pems, ssh_key)
     return one(updated, service)
 
 

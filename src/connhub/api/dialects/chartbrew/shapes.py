@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connhub.api.dialects.chartbrew.translate import PEM_FIELDS, SUPPORTED_TYPES
+from connhub.api.dialects.chartbrew.translate import PEM_FIELDS, SSH_KEY_FILE, SUPPORTED_TYPES
 from connhub.api.shapes import TABLE, TEST_REPORT, TableOut, TestReportOut
 
 # Examples for /docs (schemathesis sends the request ones too), from real answers of this version
@@ -45,6 +45,16 @@ CHARTBREW_CONNECTION: dict[str, Any] = {
     "hasSslCa": False,
     "hasSslCert": False,
     "hasSslKey": False,
+    "useSsh": True,
+    "sshHost": "bastion.example.com",
+    "sshPort": "22",
+    "sshUsername": "tunnel",
+    "sshHostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMqUe3q1M75yWIZ0KY7wAQkrVQwitk1BsMSHFwkkxhAB",
+    "hasSshPassword": False,
+    "hasSshPrivateKey": True,
+    "hasSshPassphrase": False,
+    "sshJumpHost": None,
+    "sshJumpPort": None,
     "schema": {"tables": [TABLE]},
     "createdAt": "2026-12-03T09:30:50.608Z",
     "updatedAt": "2026-12-03T09:30:50.608Z",
@@ -58,7 +68,6 @@ class ChartbrewConnectionInput(BaseModel):
     """A Chartbrew connection body. Absent fields keep their value on PUT; `null` clears."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [CHARTBREW_INPUT]})
-
 
     name: str | None = Field(None, description="= configName; 3-100 characters, unique in the team")
     type: str | None = Field(None, description=f"one of {SUPPORTED_TYPES}")
@@ -76,6 +85,20 @@ class ChartbrewConnectionInput(BaseModel):
     sslCa: str | None = Field(None, description="PEM text (or upload it via /files)")
     sslCert: str | None = None
     sslKey: str | None = None
+    useSsh: bool | None = Field(None, description="true: reach the database through an SSH bastion; false: directly")
+    sshHost: str | None = Field(None, description="the bastion; the database host is resolved by it")
+    sshPort: int | str | None = Field(None, description="22 when absent")
+    sshUsername: str | None = None
+    sshPassword: str | None = Field(None, description="write-only; on PUT, null or empty keeps the stored one")
+    sshPrivateKey: str | None = Field(None, description="OpenSSH or PEM text (or upload it via /files); write-only")
+    sshPassphrase: str | None = Field(None, description="opens an encrypted sshPrivateKey; write-only")
+    sshHostKey: str | None = Field(
+        None, description="(added) known_hosts line, public key or SHA256: fingerprint; absent: trust on first use"
+    )
+    sshJumpHost: str | None = Field(
+        None, description="a jump host before the bastion (with the bastion's credentials); empty removes it"
+    )
+    sshJumpPort: int | str | None = None
     team_id: Any = Field(None, description="ignored: the path names the team")
     schema_: Any = Field(None, alias="schema", description="ignored: read-only")
     authentication: Any = Field(None, description="ignored")
@@ -104,6 +127,16 @@ class ChartbrewConnection(BaseModel):
     hasSslCa: bool
     hasSslCert: bool
     hasSslKey: bool
+    useSsh: bool
+    sshHost: str | None
+    sshPort: str | None
+    sshUsername: str | None
+    sshHostKey: str | None = Field(description="the trusted host key: as given, or recorded by the first test")
+    hasSshPassword: bool
+    hasSshPrivateKey: bool
+    hasSshPassphrase: bool
+    sshJumpHost: str | None
+    sshJumpPort: str | None
     schema_: dict[str, list[TableOut]] | None = Field(alias="schema", description="cached discovered schema")
     createdAt: str
     updatedAt: str
@@ -136,8 +169,15 @@ CERTIFICATE_FILES_BODY = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        name: {"type": "string", "format": "binary", "description": "PEM, at most 1 MiB"}
-                        for name in PEM_FIELDS
+                        **{
+                            name: {"type": "string", "format": "binary", "description": "PEM, at most 1 MiB"}
+                            for name in PEM_FIELDS
+                        },
+                        SSH_KEY_FILE: {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "the SSH tunnel's private key (OpenSSH or PEM)",
+                        },
                     },
                 }
             }
