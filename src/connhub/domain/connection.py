@@ -8,7 +8,6 @@ that vocabulary; a dialect renames them on the way out.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from uuid import UUID
 from connhub.domain import connstring, pem
 from connhub.domain.engines import ENGINE_NAMES, Engine
 from connhub.domain.errors import ValidationFailed
+from connhub.domain.fields import CONTROL, bounded_text, is_valid_host
 from connhub.domain.ssh import SSH_SECRET_FIELDS, SshSettings, SshSummary, apply_ssh_patch, validate_ssh
 
 
@@ -130,8 +130,6 @@ class Connection:
 # ---------------------------------------------------------------------------------------------
 # Validation
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 PRODUCT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,100}$")
 _KNOWN = frozenset(
     (*REQUIRED_FIELDS, "schema", "ssl", "metadata", "connectionString", "options", "subType", "ssh")
@@ -154,16 +152,16 @@ def validate_spec(fields: Mapping[str, Any], *, ssh_credentials_required: bool =
     engine = _engine(values.get("type"), errors)
     host = _host(values.get("host"), errors)
     port = _port(values.get("port"), errors)
-    database_name = _bounded_text("databaseName", values.get("databaseName"), 128, errors, required=True)
-    user_name = _bounded_text("userName", values.get("userName"), 128, errors, required=True)
-    password = _bounded_text("password", values.get("password"), 1024, errors, required=True, secret=True)
-    schema = _bounded_text("schema", values.get("schema"), 128, errors, required=False)
+    database_name = bounded_text("databaseName", values.get("databaseName"), 128, errors, required=True)
+    user_name = bounded_text("userName", values.get("userName"), 128, errors, required=True)
+    password = bounded_text("password", values.get("password"), 1024, errors, required=True, secret=True)
+    schema = bounded_text("schema", values.get("schema"), 128, errors, required=False)
     ssl = _ssl(values.get("ssl"), errors)
     metadata = _metadata(values.get("metadata"), errors)
     options = _options(values.get("options"), errors)
-    sub_type = _bounded_text("subType", values.get("subType"), 64, errors, required=False)
+    sub_type = bounded_text("subType", values.get("subType"), 64, errors, required=False)
     ssh = validate_ssh(
-        values.get("ssh"), errors, is_valid_host=is_valid_host, credentials_required=ssh_credentials_required
+        values.get("ssh"), errors, credentials_required=ssh_credentials_required
     )
     if errors:
         raise ValidationFailed(errors)
@@ -301,7 +299,7 @@ def _config_name(value: Any, errors: dict[str, str]) -> str | None:
     name = value.strip()
     if not 3 <= len(name) <= 100:
         errors["configName"] = "must be 3-100 characters after trimming"
-    elif _CONTROL.search(name):
+    elif CONTROL.search(name):
         errors["configName"] = "must not contain control characters"
     return name
 
@@ -324,38 +322,12 @@ def _host(value: Any, errors: dict[str, str]) -> str | None:
     return value
 
 
-def is_valid_host(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        pass
-    name = value[:-1] if value.endswith(".") else value
-    return 0 < len(name) <= 253 and all(_HOST_LABEL.match(label) for label in name.split("."))
-
-
 def _port(value: Any, errors: dict[str, str]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         errors["port"] = "required: an integer from 1 to 65535"
         return None
     if not 1 <= value <= 65535:
         errors["port"] = "must be from 1 to 65535"
-    return value
-
-
-def _bounded_text(
-    name: str, value: Any, limit: int, errors: dict[str, str], *, required: bool, secret: bool = False
-) -> str | None:
-    if value is None:
-        if required:
-            errors[name] = f"required: 1-{limit} characters"
-        return None
-    if not isinstance(value, str) or not 1 <= len(value) <= limit:
-        errors[name] = f"must be a string of 1-{limit} characters"
-        return None
-    # Control characters break drivers' connection parameters; a secret's reason never quotes it.
-    if not secret and _CONTROL.search(value):
-        errors[name] = "must not contain control characters"
     return value
 
 

@@ -35,6 +35,8 @@ from typing import Any
 
 import asyncssh
 
+from connhub.domain.fields import bounded_text, is_valid_host
+
 MAX_KEY_BYTES = 64 * 1024
 DEFAULT_PORT = 22
 
@@ -46,7 +48,6 @@ SSH_SECRET_FIELDS = tuple(
 )
 _HOP_FIELDS = frozenset({"host", "port", "userName", "password", "privateKey", "passphrase", "hostKey"})
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -173,17 +174,15 @@ class SshSummary:
 # Validation
 
 
-def validate_ssh(
-    value: Any, errors: dict[str, str], *, is_valid_host: Any, credentials_required: bool = True
-) -> SshSettings | None:
+def validate_ssh(value: Any, errors: dict[str, str], *, credentials_required: bool = True) -> SshSettings | None:
     """The settings the `ssh` block describes; each problem goes into `errors` as `ssh.<field>`."""
     if value is None:
         return None
-    return _hop(value, "ssh", errors, is_valid_host, jump=False, credentials_required=credentials_required)
+    return _hop(value, "ssh", errors, jump=False, credentials_required=credentials_required)
 
 
 def _hop(
-    value: Any, name: str, errors: dict[str, str], is_valid_host: Any, *, jump: bool, credentials_required: bool
+    value: Any, name: str, errors: dict[str, str], *, jump: bool, credentials_required: bool
 ) -> SshSettings | None:
     if not isinstance(value, Mapping):
         errors[name] = "must be an object with host and userName"
@@ -200,9 +199,9 @@ def _hop(
     port = value.get("port", DEFAULT_PORT)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         errors[f"{name}.port"] = "must be an integer from 1 to 65535"
-    user_name = _text(f"{name}.userName", value.get("userName"), 128, errors, required=not jump)
-    password = _text(f"{name}.password", value.get("password"), 1024, errors, required=False, secret=True)
-    passphrase = _text(f"{name}.passphrase", value.get("passphrase"), 1024, errors, required=False, secret=True)
+    user_name = bounded_text(f"{name}.userName", value.get("userName"), 128, errors, required=not jump)
+    password = bounded_text(f"{name}.password", value.get("password"), 1024, errors, required=False, secret=True)
+    passphrase = bounded_text(f"{name}.passphrase", value.get("passphrase"), 1024, errors, required=False, secret=True)
     private_key = value.get("privateKey")
     _check_private_key(name, private_key, passphrase, errors)
     if credentials_required and not jump and password is None and private_key is None:
@@ -214,25 +213,12 @@ def _hop(
     jump_host = None
     if not jump and value.get("jumpHost") is not None:
         jump_host = _hop(
-            value["jumpHost"], f"{name}.jumpHost", errors, is_valid_host, jump=True,
+            value["jumpHost"], f"{name}.jumpHost", errors, jump=True,
             credentials_required=credentials_required,
         )  # fmt: skip
     if len(errors) > before or not isinstance(host, str):
         return None
     return SshSettings(host, port, user_name, password, private_key, passphrase, host_key, jump_host)
-
-
-def _text(name: str, value: Any, limit: int, errors: dict[str, str], *, required: bool, secret: bool = False) -> Any:
-    if value is None:
-        if required:
-            errors[name] = f"required: 1-{limit} characters"
-        return None
-    if not isinstance(value, str) or not 1 <= len(value) <= limit:
-        errors[name] = f"must be a string of 1-{limit} characters"
-        return None
-    if not secret and _CONTROL.search(value):
-        errors[name] = "must not contain control characters"
-    return value
 
 
 def _check_private_key(name: str, key: Any, passphrase: str | None, errors: dict[str, str]) -> None:
