@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -44,8 +44,9 @@ from connhub.domain.errors import (
 )
 from connhub.domain.listing import MAX_LIMIT, ListQuery, Page, SortBy, SortOrder, parse_list_query
 from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
+from connhub.domain.ssh import SECRET_NAMES, SSH_SECRET_FIELDS, SshSettings, trusting
 from connhub.domain.text import has_control_characters
-from connhub.probes.base import ProbeTarget, SslMaterial
+from connhub.probes.base import ProbeTarget, SshHop, SshRoute, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from connhub.row_writes import RowState, RowWrites
 from connhub.secrets import Binding, KeyRing, RequestDigests, SecretUnreadable, key_id_of
@@ -72,6 +73,7 @@ class RowWrite:
     patch: Mapping[str, Any] | None = None
     delete: bool = False
     product_name: str | None = None
+    ssh_credentials_later: bool = False  # a tunnel's credential may come in a later request (Chartbrew)
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,14 @@ class ConnectionService:
         *,
         idempotency_key: str | None = None,
         validate: bool = False,
+        ssh_credentials_later: bool = False,
     ) -> Connection:
-        """Store a new connection; with `validate`, only if a live test of it succeeds."""
-        spec = validate_spec(fields)
+        """Store a new connection; with `validate`, only if a live test of it succeeds.
+
+        `ssh_credentials_later`: a tunnel may come without its credential, which a later request
+        uploads (Chartbrew's form sends the key file after the create).
+        """
+        spec = validate_spec(fields, ssh_credentials_required=not ssh_credentials_later)
         idempotency = None
         if idempotency_key:
             canonical = _canonical(fields, product_name)
@@ -142,6 +149,7 @@ class ConnectionService:
             report = await self.probes.test(_target(spec))
             if not report.ok:
                 raise TestFailed("the connection test failed; nothing was stored", report)
+            spec = _trusting_seen_keys(spec, report)
         connection_id = uuid7()
         if idempotency_key:
             idempotency = IdempotencyRecord(idempotency_key, digest, connection_id)
@@ -175,7 +183,7 @@ class ConnectionService:
     async def duplicate(self, tenant: str, source: Connection, name: str) -> Connection:
         """A copy of `source` named `name`, its secrets re-sealed for the new record."""
         fields = {**spec_fields(await self._open_spec(source)), "configName": name}
-        return await self.create(tenant, fields, source.product_name)
+        return await self.create(tenant, fields, source.product_name, ssh_credentials_later=True)
 
     # -- read ---------------------------------------------------------------------------------
 
@@ -210,29 +218,45 @@ class ConnectionService:
     # -- update, delete -----------------------------------------------------------------------
 
     async def update(
-        self, tenant: str, connection: Connection, patch: Mapping[str, Any], if_match: str | None = None
+        self,
+        tenant: str,
+        connection: Connection,
+        patch: Mapping[str, Any],
+        if_match: str | None = None,
+        *,
+        ssh_credentials_later: bool = False,
     ) -> Connection:
         """Apply `patch` (absent keeps, null clears) after the same validation as create.
 
         Concurrent updates of one connection are stored together (see `row_writes`): each is
         applied in arrival order, and each answers the connection as that one stored write left it.
         """
-        updated = await self._patched(connection, patch, if_match)
+        updated = await self._patched(connection, patch, if_match, ssh_credentials_later)
         self.audit.record(tenant, Action.UPDATE, updated.id, fields=_changed_names(connection, updated, patch))
         return updated
 
-    async def _patched(self, connection: Connection, patch: Mapping[str, Any], if_match: str | None) -> Connection:
-        written = await self._row_writes.submit(connection.id, RowWrite(connection, if_match, patch=patch))
+    async def _patched(
+        self, connection: Connection, patch: Mapping[str, Any], if_match: str | None, ssh_credentials_later: bool
+    ) -> Connection:
+        write = RowWrite(connection, if_match, patch=patch, ssh_credentials_later=ssh_credentials_later)
+        written = await self._row_writes.submit(connection.id, write)
         await self.schema_cache.drop(connection.id)
         return written.connection
 
     async def attach_ssl_files(
-        self, tenant: str, connection: Connection, files: Mapping[str, str]
+        self, tenant: str, connection: Connection, files: Mapping[str, str], ssh_private_key: str | None = None
     ) -> Connection:
-        """Store uploaded PEMs (`ca`, `cert`, `key`) in the connection's ssl settings."""
-        mode = connection.ssl.mode.value if connection.ssl else "require"
-        patch = {"ssl": {"mode": mode, **files}}
-        updated = await self._patched(connection, patch, None)
+        """Store uploaded PEMs (`ca`, `cert`, `key`) in the connection's ssl settings, and an
+        uploaded SSH private key in its tunnel's (the passphrase may have come before it)."""
+        patch: dict[str, Any] = {}
+        if files:
+            mode = connection.ssl.mode.value if connection.ssl else "require"
+            patch["ssl"] = {"mode": mode, **files}
+        if ssh_private_key is not None:
+            if connection.ssh is None:
+                raise ValidationFailed({"ssh.privateKey": "the connection has no SSH tunnel: turn it on first"})
+            patch["ssh"] = {"privateKey": ssh_private_key}
+        updated = await self._patched(connection, patch, None, ssh_credentials_later=True)
         self.audit.record(tenant, Action.FILE_UPLOAD, updated.id, fields=_changed_names(connection, updated, patch))
         return updated
 
@@ -300,7 +324,7 @@ class ConnectionService:
             try:
                 _check_etag(base, write.if_match, written_since=spec is not None)
                 merged = apply_patch(state, write.patch or {})
-                state, spec = merged, validate_spec(merged)
+                state, spec = merged, validate_spec(merged, ssh_credentials_required=not write.ssh_credentials_later)
             except PreconditionFailed as precondition:
                 refused[position] = precondition
             except ValidationFailed as invalid:
@@ -376,7 +400,9 @@ class ConnectionService:
             spec = await self._open_spec(connection)
         except SecretsUnavailable as error:
             return failure_report(ErrorCategory.DECRYPT_FAILED, error.message)
-        return await self.probes.test(_target(spec))
+        report = await self.probes.test(_target(spec))
+        await self._trust_on_first_use(connection, spec, report)
+        return report
 
     async def test_unsaved(self, fields: Mapping[str, Any]) -> TestReport:
         return await self.probes.test(_target(validate_spec(fields)))
@@ -411,12 +437,30 @@ class ConnectionService:
         )
         if tables is None:
             raise TestFailed("the database could not be read", report)
+        connection = await self._trust_on_first_use(connection, spec, report)
         await self.schema_cache.put(connection, tables, schemas)
         return tables
 
     def cached_schema(self, connection: Connection) -> list[Table] | None:
         """The tables the last test or schema read discovered, while cached; never a live read."""
         return self.schema_cache.get(connection)
+
+    async def _trust_on_first_use(self, connection: Connection, spec: ConnectionSpec, report: TestReport) -> Connection:
+        """After a successful test through a tunnel, record the host keys seen where none was trusted.
+
+        Only over the version that was tested: if anyone wrote meanwhile (the host may have moved),
+        nothing is recorded and the next test decides.
+        """
+        trusted = _trusting_seen_keys(spec, report)
+        if trusted.ssh is None or trusted.ssh == spec.ssh:
+            return connection
+        # Optimistic: stored only over the version tested (a writer in between wins; the next test
+        # records then). Writers of this process that kept the older version retry on the newer.
+        recorded = await self.repository.record_ssh_host_keys(connection, trusted.ssh.summary, utc_now())
+        if recorded is None:
+            return connection
+        await self.schema_cache.drop(connection.id)
+        return recorded
 
     async def validate_schema(self, tenant: str, mapped_fields: mapping.MappedFields) -> None:
         """Check that every mapped data source, table and field exists; raise listing every one
@@ -525,7 +569,8 @@ class ConnectionService:
 
     async def _open_spec(self, connection: Connection) -> ConnectionSpec:
         opened, _ = await self._open_secrets(connection)
-        return validate_spec(_fields_of(connection, opened))
+        # As stored: a tunnel may still wait for the credential a later request uploads.
+        return validate_spec(_fields_of(connection, opened), ssh_credentials_required=False)
 
 
 def _unreadable_message(field: str, error: SecretUnreadable) -> str:
@@ -552,6 +597,7 @@ def _fields_of(connection: Connection, secrets: Mapping[str, str]) -> dict[str, 
         "options": connection.options or None,
         "subType": connection.sub_type,
         "connectionString": secrets.get("connectionString"),
+        "ssh": connection.ssh.fields(secrets) if connection.ssh is not None else None,
     }
     if connection.ssl is not None:
         fields["ssl"] = {
@@ -594,7 +640,25 @@ def _replaced_secrets(patch: Mapping[str, Any]) -> set[str]:
         replaced |= {"ssl.ca", "ssl.cert", "ssl.key"}
     elif isinstance(ssl, Mapping):
         replaced |= {f"ssl.{name}" for name in ("ca", "cert", "key") if name in ssl}
+    replaced |= _replaced_ssh_secrets(patch)
     return replaced & set(SECRET_FIELDS)
+
+
+def _replaced_ssh_secrets(patch: Mapping[str, Any]) -> set[str]:
+    if "ssh" not in patch:
+        return set()
+    ssh = patch["ssh"]
+    if ssh is None:
+        return set(SSH_SECRET_FIELDS)
+    if not isinstance(ssh, Mapping):
+        return set()
+    replaced = {f"ssh.{name}" for name in SECRET_NAMES if name in ssh}
+    jump = ssh.get("jumpHost", {})
+    if "jumpHost" in ssh and jump is None:
+        replaced |= {f"ssh.jumpHost.{name}" for name in SECRET_NAMES}
+    elif isinstance(jump, Mapping):
+        replaced |= {f"ssh.jumpHost.{name}" for name in SECRET_NAMES if name in jump}
+    return replaced
 
 
 def _check_etag(connection: Connection, if_match: str | None, written_since: bool = False) -> None:
@@ -625,7 +689,41 @@ def _target(spec: ConnectionSpec) -> ProbeTarget:
         schema=spec.schema,
         ssl=ssl,
         options=spec.options,
+        ssh=_route(spec.ssh) if spec.ssh is not None else None,
     )
+
+
+def _route(ssh: SshSettings) -> SshRoute:
+    """The hops a probe passes through, credentials opened, a jump host's inherited ones resolved."""
+    assert ssh.user_name is not None  # validation requires the bastion's user name
+    bastion = SshHop(ssh.host, ssh.port, ssh.user_name, ssh.password, ssh.private_key, ssh.passphrase, ssh.host_key)
+    jump = ssh.jump_hop()
+    if jump is None or ssh.jump_host is None:
+        return SshRoute(bastion)
+    assert jump.user_name is not None
+    own_credentials = "ssh.jumpHost." if ssh.jump_host.has_credentials else "ssh."
+    hop = SshHop(
+        jump.host,
+        jump.port,
+        jump.user_name,
+        jump.password,
+        jump.private_key,
+        jump.passphrase,
+        jump.host_key,
+        field_prefix="ssh.jumpHost.",
+        credentials_prefix=own_credentials,
+    )
+    return SshRoute(bastion, hop)
+
+
+def _trusting_seen_keys(spec: ConnectionSpec, report: TestReport) -> ConnectionSpec:
+    """`spec` with the host keys a successful test saw trusted where none was (trust on first use)."""
+    if not report.ok or spec.ssh is None or report.ssh is None:
+        return spec
+    seen = report.ssh
+    bastion_key = seen.host_key.host_key if seen.host_key else None
+    jump_key = seen.jump_host_key.host_key if seen.jump_host_key else None
+    return replace(spec, ssh=trusting(spec.ssh, bastion_key, jump_key))
 
 
 def _masked_uri(spec: ConnectionSpec) -> str | None:

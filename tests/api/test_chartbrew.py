@@ -162,6 +162,16 @@ async def test_create_answers_chartbrews_shape(api: httpx.AsyncClient) -> None:
         "hasSslCa": False,
         "hasSslCert": False,
         "hasSslKey": False,
+        "useSsh": False,
+        "sshHost": None,
+        "sshPort": None,
+        "sshUsername": None,
+        "sshHostKey": None,
+        "hasSshPassword": False,
+        "hasSshPrivateKey": False,
+        "hasSshPassphrase": False,
+        "sshJumpHost": None,
+        "sshJumpPort": None,
         "schema": None,
         "health": "unknown",  # scheduled health: not checked (the scheduler is off)
     }

@@ -73,12 +73,24 @@ class PhasesOut(BaseModel):
     tlsMs: float | None
     authMs: float | None
     queryMs: float | None
+    sshMs: float | None = None
 
 
 class ProbeErrorOut(BaseModel):
     category: str
     message: str
     field: str | None
+
+
+class SeenHostKeyOut(BaseModel):
+    hostKey: str | None
+    fingerprint: str | None
+
+
+class SshReportOut(SeenHostKeyOut):
+    """The host keys an SSH tunnel's servers showed (only in reports of tunnelled tests)."""
+
+    jumpHost: SeenHostKeyOut | None = None
 
 
 class TestReportOut(BaseModel):
@@ -91,6 +103,7 @@ class TestReportOut(BaseModel):
     tls: TlsOut
     phases: PhasesOut
     error: ProbeErrorOut | None
+    ssh: SshReportOut | None = None
 
 
 class ColumnOut(BaseModel):

@@ -8,7 +8,6 @@ that vocabulary; a dialect renames them on the way out.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -21,6 +20,8 @@ from uuid import UUID
 from connhub.domain import connstring, pem
 from connhub.domain.engines import ENGINE_NAMES, Engine
 from connhub.domain.errors import ValidationFailed
+from connhub.domain.fields import bounded_text, is_valid_host
+from connhub.domain.ssh import SSH_SECRET_FIELDS, SshSettings, SshSummary, apply_ssh_patch, validate_ssh
 from connhub.domain.text import CONTROL, has_nul
 
 
@@ -34,7 +35,7 @@ class SslMode(StrEnum):
 
 
 # Secret fields, by the name that also binds their ciphertext to its record.
-SECRET_FIELDS = ("password", "ssl.ca", "ssl.cert", "ssl.key", "connectionString")
+SECRET_FIELDS = ("password", "ssl.ca", "ssl.cert", "ssl.key", "connectionString", *SSH_SECRET_FIELDS)
 
 # Fields a stored connection must have; the others are optional and `null` clears them.
 REQUIRED_FIELDS = ("configName", "type", "host", "port", "databaseName", "userName", "password")
@@ -81,6 +82,7 @@ class ConnectionSpec:
     options: dict[str, str] = field(default_factory=dict)
     sub_type: str | None = None
     connection_string: str | None = field(default=None, repr=False)
+    ssh: SshSettings | None = None
 
     def secrets(self) -> dict[str, str]:
         """The secret fields that are set, by binding name."""
@@ -91,7 +93,8 @@ class ConnectionSpec:
             "ssl.key": self.ssl.key if self.ssl else None,
             "connectionString": self.connection_string,
         }
-        return {name: value for name, value in values.items() if value is not None}
+        found = {name: value for name, value in values.items() if value is not None}
+        return found | (self.ssh.secrets() if self.ssh else {})
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class Connection:
     sub_type: str | None
     masked_connection_string: str | None
     has_password: bool
+    ssh: SshSummary | None
     created_at: datetime
     updated_at: datetime
     version: int
@@ -127,16 +131,18 @@ class Connection:
 # ---------------------------------------------------------------------------------------------
 # Validation
 
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 PRODUCT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,100}$")
-_KNOWN = frozenset((*REQUIRED_FIELDS, "schema", "ssl", "metadata", "connectionString", "options", "subType"))
+_KNOWN = frozenset(
+    (*REQUIRED_FIELDS, "schema", "ssl", "metadata", "connectionString", "options", "subType", "ssh")
+)
 
 
-def validate_spec(fields: Mapping[str, Any]) -> ConnectionSpec:
+def validate_spec(fields: Mapping[str, Any], *, ssh_credentials_required: bool = True) -> ConnectionSpec:
     """The spec `fields` describe, or ValidationFailed naming every bad field.
 
     `fields` uses canonical names; values are as decoded from JSON. A `connectionString` fills the
-    fields it carries that were not given explicitly.
+    fields it carries that were not given explicitly. `ssh_credentials_required=False` accepts a
+    tunnel whose credential comes in a later request (see `domain.ssh`).
     """
     errors: dict[str, str] = {}
     unknown = sorted(set(fields) - _KNOWN)
@@ -147,14 +153,17 @@ def validate_spec(fields: Mapping[str, Any]) -> ConnectionSpec:
     engine = _engine(values.get("type"), errors)
     host = _host(values.get("host"), errors)
     port = _port(values.get("port"), errors)
-    database_name = _bounded_text("databaseName", values.get("databaseName"), 128, errors, required=True)
-    user_name = _bounded_text("userName", values.get("userName"), 128, errors, required=True)
-    password = _bounded_text("password", values.get("password"), 1024, errors, required=True, secret=True)
-    schema = _bounded_text("schema", values.get("schema"), 128, errors, required=False)
+    database_name = bounded_text("databaseName", values.get("databaseName"), 128, errors, required=True)
+    user_name = bounded_text("userName", values.get("userName"), 128, errors, required=True)
+    password = bounded_text("password", values.get("password"), 1024, errors, required=True, secret=True)
+    schema = bounded_text("schema", values.get("schema"), 128, errors, required=False)
     ssl = _ssl(values.get("ssl"), errors)
     metadata = _metadata(values.get("metadata"), errors)
     options = _options(values.get("options"), errors)
-    sub_type = _bounded_text("subType", values.get("subType"), 64, errors, required=False)
+    sub_type = bounded_text("subType", values.get("subType"), 64, errors, required=False)
+    ssh = validate_ssh(
+        values.get("ssh"), errors, credentials_required=ssh_credentials_required
+    )
     if errors:
         raise ValidationFailed(errors)
     assert config_name and engine and host and port and database_name and user_name and password
@@ -172,6 +181,7 @@ def validate_spec(fields: Mapping[str, Any]) -> ConnectionSpec:
         options=options,
         sub_type=sub_type,
         connection_string=values.get("connectionString"),
+        ssh=ssh,
     )
 
 
@@ -191,6 +201,7 @@ def spec_fields(spec: ConnectionSpec) -> dict[str, Any]:
         "subType": spec.sub_type,
         "connectionString": spec.connection_string,
         "ssl": None,
+        "ssh": spec.ssh.fields() if spec.ssh else None,
     }
     if spec.ssl is not None:
         fields["ssl"] = {
@@ -205,7 +216,8 @@ def spec_fields(spec: ConnectionSpec) -> dict[str, Any]:
 def apply_patch(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """`current` updated by `patch`: a field absent is kept, `null` clears it.
 
-    `ssl` merges one level deep by the same rule, so a patch can change the mode and keep the CA.
+    `ssl` merges one level deep by the same rule, so a patch can change the mode and keep the CA;
+    `ssh` too (and its jumpHost one more level), see `apply_ssh_patch`.
     A connection string that is not repeated is dropped when a field it carried changes, so the
     stored string never disagrees with the stored fields.
     """
@@ -213,6 +225,8 @@ def apply_patch(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[st
     for name, value in patch.items():
         if name == "ssl" and isinstance(value, Mapping) and isinstance(merged.get("ssl"), Mapping):
             merged["ssl"] = apply_patch(merged["ssl"], value)
+        elif name == "ssh" and value is not None:
+            merged["ssh"] = apply_ssh_patch(merged.get("ssh"), value)
         elif value is None:
             merged.pop(name, None)
         else:
@@ -313,38 +327,12 @@ def _host(value: Any, errors: dict[str, str]) -> str | None:
     return value
 
 
-def is_valid_host(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        pass
-    name = value[:-1] if value.endswith(".") else value
-    return 0 < len(name) <= 253 and all(_HOST_LABEL.match(label) for label in name.split("."))
-
-
 def _port(value: Any, errors: dict[str, str]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         errors["port"] = "required: an integer from 1 to 65535"
         return None
     if not 1 <= value <= 65535:
         errors["port"] = "must be from 1 to 65535"
-    return value
-
-
-def _bounded_text(
-    name: str, value: Any, limit: int, errors: dict[str, str], *, required: bool, secret: bool = False
-) -> str | None:
-    if value is None:
-        if required:
-            errors[name] = f"required: 1-{limit} characters"
-        return None
-    if not isinstance(value, str) or not 1 <= len(value) <= limit:
-        errors[name] = f"must be a string of 1-{limit} characters"
-        return None
-    # Control characters break drivers' connection parameters; a secret's reason never quotes it.
-    if not secret and CONTROL.search(value):
-        errors[name] = "must not contain control characters"
     return value
 
 

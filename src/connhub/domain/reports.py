@@ -22,6 +22,12 @@ class ErrorCategory(StrEnum):
     HOST_FORBIDDEN = "HOST_FORBIDDEN"
     DECRYPT_FAILED = "DECRYPT_FAILED"
     DRIVER_ERROR = "DRIVER_ERROR"
+    # Through an SSH tunnel (issue 16): the bastion (or jump host) could not be reached, refused the
+    # credentials, showed another host key than the trusted one, or would not forward to the database.
+    SSH_UNREACHABLE = "SSH_UNREACHABLE"
+    SSH_AUTH_FAILED = "SSH_AUTH_FAILED"
+    SSH_HOST_KEY_MISMATCH = "SSH_HOST_KEY_MISMATCH"
+    SSH_FORWARD_FAILED = "SSH_FORWARD_FAILED"
 
 
 # The request field a user should fix for each category, where one field is to blame.
@@ -37,6 +43,12 @@ FIELD_TO_FIX: dict[ErrorCategory, str | None] = {
     ErrorCategory.HOST_FORBIDDEN: "host",
     ErrorCategory.DECRYPT_FAILED: "password",
     ErrorCategory.DRIVER_ERROR: None,
+    # The tunnel's failures name their field themselves (ssh.password or ssh.privateKey, the jump
+    # host's or the bastion's...); these are the defaults.
+    ErrorCategory.SSH_UNREACHABLE: "ssh.host",
+    ErrorCategory.SSH_AUTH_FAILED: "ssh.password",
+    ErrorCategory.SSH_HOST_KEY_MISMATCH: "ssh.hostKey",
+    ErrorCategory.SSH_FORWARD_FAILED: "host",
 }
 
 
@@ -49,6 +61,7 @@ class Phases:
     tls_ms: float | None = None
     auth_ms: float | None = None
     query_ms: float | None = None
+    ssh_ms: float | None = None  # opening the SSH tunnel: connect, key exchange, authentication (all hops)
 
 
 @dataclass
@@ -58,6 +71,33 @@ class TlsInfo:
     cipher: str | None = None
     # The server certificate's notAfter, where the driver shows the peer certificate.
     certificate_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SeenHostKey:
+    """A host key an SSH server showed, so the user can compare and pin it."""
+
+    host_key: str  # `type base64`, the form `ssh.hostKey` accepts
+    fingerprint: str  # SHA256:..., as ssh-keygen -l shows it
+
+    def to_json(self) -> dict[str, str]:
+        return {"hostKey": self.host_key, "fingerprint": self.fingerprint}
+
+
+@dataclass
+class SshInfo:
+    """What the tunnel learnt: the host keys seen, per hop (None: that hop was not reached)."""
+
+    host_key: SeenHostKey | None = None
+    jump_host_key: SeenHostKey | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {"hostKey": None, "fingerprint": None}
+        if self.host_key is not None:
+            shown |= self.host_key.to_json()
+        if self.jump_host_key is not None:
+            shown["jumpHost"] = self.jump_host_key.to_json()
+        return shown
 
 
 @dataclass
@@ -78,6 +118,7 @@ class TestReport:
     tls: TlsInfo = field(default_factory=TlsInfo)
     phases: Phases = field(default_factory=Phases)
     error: ProbeError | None = None
+    ssh: SshInfo | None = None  # only for a connection through an SSH tunnel
 
     @property
     def ok(self) -> bool:
@@ -104,6 +145,7 @@ class TestReport:
                 "tlsMs": _ms(self.phases.tls_ms),
                 "authMs": _ms(self.phases.auth_ms),
                 "queryMs": _ms(self.phases.query_ms),
+                "sshMs": _ms(self.phases.ssh_ms),
             },
             "error": None
             if self.error is None
@@ -112,6 +154,7 @@ class TestReport:
                 "message": self.error.message,
                 "field": self.error.field,
             },
+            **({"ssh": self.ssh.to_json()} if self.ssh is not None else {}),
         }
 
 
@@ -126,14 +169,14 @@ def _ms(value: float | None) -> float | None:
 
 
 def failure_report(
-    category: ErrorCategory, message: str, latency_ms: float = 0.0, **extra: Any
+    category: ErrorCategory, message: str, latency_ms: float = 0.0, field: str | None = None, **extra: Any
 ) -> TestReport:
-    """A failed report whose error names the field to fix for its category."""
+    """A failed report whose error names `field`, or else the field to fix for its category."""
     return TestReport(
         status="failure",
         latency_ms=latency_ms,
         message=message,
-        error=ProbeError(category, message, FIELD_TO_FIX[category]),
+        error=ProbeError(category, message, field or FIELD_TO_FIX[category]),
         **extra,
     )
 

@@ -3,6 +3,8 @@
 A probe receives a `ProbeTarget` (the connection with its secrets opened, for the duration of one
 call only) and the IP address the network guard already resolved and checked. It must connect to
 that address, never resolve `target.host` again (the host name is still used for TLS verification).
+Through an SSH tunnel that address is the tunnel's local end (127.0.0.1 and `ctx.port`): probes
+connect to `ctx.address`:`ctx.dial_port(target)` and never assume the port is `target.port`.
 
 Probes raise `ProbeFailure` for failures they can classify; anything else is reported as
 DRIVER_ERROR by the runner. They fill `ProbeContext` as they go, so a report shows how far a
@@ -31,6 +33,33 @@ class SslMaterial:
 
 
 @dataclass(frozen=True)
+class SshHop:
+    """One SSH server to pass through, its credentials opened (jump host inheritance resolved)."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+    host_key: str | None = None  # the trusted key or SHA256 fingerprint; None: trust on first use
+    field_prefix: str = "ssh."  # how the report names this hop's fields (ssh. or ssh.jumpHost.)
+    credentials_prefix: str = "ssh."  # where its credentials came from (a jump host may use the bastion's)
+
+
+@dataclass(frozen=True)
+class SshRoute:
+    """The bastion, and the jump host it is reached through (if any)."""
+
+    bastion: SshHop
+    jump: SshHop | None = None
+
+    def secrets(self) -> list[str]:
+        hops = [self.bastion] if self.jump is None else [self.bastion, self.jump]
+        return [value for hop in hops for value in (hop.password, hop.private_key, hop.passphrase) if value]
+
+
+@dataclass(frozen=True)
 class ProbeTarget:
     engine: str  # an Engine value: POSTGRESQL, MYSQL, MONGODB, SQL_SERVER, ORACLE
     host: str
@@ -45,15 +74,18 @@ class ProbeTarget:
     # Schemas to discover besides the target's own (a mapped `accounting.invoices`); their tables
     # are named `schema.table`, the own schema's bare. Engines without schemas ignore it.
     schemas: tuple[str, ...] = ()
+    ssh: SshRoute | None = field(default=None, repr=False)  # reach the database through these
 
 
 class ProbeFailure(Exception):
-    """A failure the probe could classify. `message` must hold no secret."""
+    """A failure the probe could classify. `message` must hold no secret. `field` overrides the
+    category's default field to fix (the tunnel names ssh.password or ssh.jumpHost.privateKey...)."""
 
-    def __init__(self, category: ErrorCategory, message: str) -> None:
+    def __init__(self, category: ErrorCategory, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.category = category
         self.message = message
+        self.field = field
 
 
 @dataclass
@@ -65,6 +97,12 @@ class ProbeContext:
     phases: Phases = field(default_factory=Phases)
     tls: TlsInfo = field(default_factory=TlsInfo)
     server_version: str | None = None
+    port: int | None = None  # where to connect when it is not target.port: an SSH tunnel's local end
+    via: str | None = None  # how the address is reached, for messages ("SSH bastion.example.com:22")
+
+    def dial_port(self, target: ProbeTarget) -> int:
+        """The port to connect to: the tunnel's local one, or the target's."""
+        return target.port if self.port is None else self.port
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:

@@ -46,6 +46,7 @@ class Egress:
     """The one address a probe may reach, and the destinations its driver tried besides."""
 
     address: str  # the address the guard checked (as `destination_of` gives it)
+    port: int | None = None  # when set, that port only (an SSH tunnel's local end on loopback)
     refused: list[str] = field(default_factory=list)
 
 
@@ -65,15 +66,28 @@ _current: ContextVar[Egress | None] = ContextVar("connhub_probe_egress", default
 
 
 @contextmanager
-def confined(address: str) -> Iterator[Egress]:
+def confined(address: str, port: int | None = None) -> Iterator[Egress]:
     """While active (in this context and the contexts copied from it), connections may go to
-    `address` only; yields the record of what else was tried."""
-    egress = Egress(destination_of(address))
+    `address` only (and to `port` only, when given); yields the record of what else was tried."""
+    _install()
+    egress = Egress(destination_of(address), port)
     token = _current.set(egress)
     try:
         yield egress
     finally:
         _current.reset(token)
+
+
+_installed = False
+
+
+def _install() -> None:
+    """Add the audit hook on first use (a hook cannot be removed: importing this module alone must
+    not change the process)."""
+    global _installed
+    if not _installed:
+        sys.addaudithook(_audit)
+        _installed = True
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -104,7 +118,7 @@ def _refused_destination(egress: Egress, event: str, args: tuple[Any, ...]) -> s
     if not isinstance(address, tuple) or not address:
         return str(address)  # a Unix socket path or a raw address: never a checked target
     host, port = address[0], address[1] if len(address) > 1 else None
-    if _same_address(egress, host):
+    if _same_address(egress, host) and (egress.port is None or port == egress.port):
         return None
     return f"{host}:{port}" if port is not None else str(host)
 
@@ -119,6 +133,3 @@ def _same_address(egress: Egress, host: object) -> bool:
     except ValueError:
         return False  # a name: where it leads was not checked
     return destination_of(host) == egress.address
-
-
-sys.addaudithook(_audit)

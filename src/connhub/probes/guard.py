@@ -140,7 +140,7 @@ async def resolve_checked(
     resolves to both a public and a metadata address is refused), DNS_FAILED when it does not
     resolve, and TIMEOUT when resolving takes longer than `timeout` seconds.
     """
-    literal = _ip_literal(host)
+    literal = ip_literal(host)
     if literal is not None:
         addresses = [literal]
     elif dns_servers:
@@ -219,7 +219,7 @@ def _timed_out(host: str, timeout: float) -> ProbeFailure:
 _INET_ATON_FORM = re.compile(r"^[0-9A-Fa-fXx.]+$")
 
 
-def _ip_literal(host: str) -> Address | None:
+def ip_literal(host: str) -> Address | None:
     """The address `host` is as an IP literal, including the shorthand IPv4 forms the C library
     reads as numbers before any DNS (inet_aton: `0`, `0x0`, `0.0`, `127.1`, `0177.0.0.1`)."""
     try:

@@ -138,7 +138,7 @@ def _client_options(
     budget_ms = max(1, int(ctx.timeout_s * 1000))
     options: dict[str, Any] = {
         "host": f"[{ctx.address}]" if ":" in ctx.address else ctx.address,
-        "port": target.port,
+        "port": ctx.dial_port(target),
         "directConnection": True,
         "appname": "connhub",
         # Every pymongo timeout is the whole budget: none of them may outlive the test.

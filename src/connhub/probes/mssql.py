@@ -186,12 +186,14 @@ def _connect(target: ProbeTarget, ctx: ProbeContext, mode: str, deadline: float)
     with private_files(ca=material.ca if material and mode in VERIFYING_MODES else None) as files:
         cafile = _cafile(mode, files.paths.get("ca"))
         with ctx.phase("connect"):
-            sock = socket.create_connection((ctx.address, target.port), timeout=time_left(deadline, _MIN_TIMEOUT_S))
+            sock = socket.create_connection(
+                (ctx.address, ctx.dial_port(target)), timeout=time_left(deadline, _MIN_TIMEOUT_S)
+            )
         try:
             with ctx.phase("auth"):  # PRELOGIN, TLS handshake, certificate checks, LOGIN7
                 return pytds.connect(
                     dsn=server_name,  # SNI, the certificate's expected name and LOGIN7's ServerName
-                    port=target.port,
+                    port=ctx.dial_port(target),
                     sock=sock,  # connected to the checked address: pytds resolves nothing
                     user=target.user,
                     password=target.password,

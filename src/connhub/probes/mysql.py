@@ -101,7 +101,7 @@ def _connect(target: ProbeTarget, ctx: ProbeContext, deadline: float) -> tuple[A
         # PyMySQL would encode a str as latin-1; servers compare the UTF-8 bytes CREATE USER saw.
         password=target.password.encode("utf-8"),
         database=target.database,
-        port=target.port,
+        port=ctx.dial_port(target),
         host=ctx.address,
         connect_timeout=time_left(deadline, _MIN_TIMEOUT_S),
         read_timeout=time_left(deadline, _MIN_TIMEOUT_S),
@@ -117,7 +117,7 @@ def _connect(target: ProbeTarget, ctx: ProbeContext, deadline: float) -> tuple[A
     if tls is not None and material.mode not in TLS_REQUIRED_MODES:
         # PyMySQL's "preferred" mode: TLS when the server offers it, plain text otherwise.
         conn.ssl, conn.ctx = True, tls
-    sock = _open_socket(ctx, target.port, deadline)
+    sock = _open_socket(ctx, ctx.dial_port(target), deadline)
     handshake_started = time.perf_counter()
     conn.connect(sock)
     handshake_ms = (time.perf_counter() - handshake_started) * 1000

@@ -131,7 +131,7 @@ def _connect_params(target: ProbeTarget, ctx: ProbeContext, tls: _NamedContext |
         "user": target.user,
         "password": target.password,
         "host": ctx.address,
-        "port": target.port,
+        "port": ctx.dial_port(target),
         "service_name": target.database,
         "tcp_connect_timeout": ctx.timeout_s,
         "retry_count": 0,

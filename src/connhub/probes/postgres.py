@@ -102,7 +102,7 @@ def _connect_params(
     return {
         "host": target.host,  # what verify-full checks the certificate against
         "hostaddr": ctx.address,  # where the connection goes: the address the guard checked
-        "port": target.port,
+        "port": ctx.dial_port(target),
         "dbname": target.database,
         "user": target.user,
         "password": target.password,

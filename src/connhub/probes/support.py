@@ -160,7 +160,10 @@ def first_line(text: str, noise: re.Pattern[str], fallback: str) -> str:
 
 
 def where(target: ProbeTarget, ctx: ProbeContext) -> str:
-    """host:port as the user typed it, with the address actually dialled when it is another."""
+    """host:port as the user typed it, with the address actually dialled when it is another (or
+    the SSH server it is reached through)."""
+    if ctx.via is not None:
+        return f"{target.host}:{target.port} (through {ctx.via})"
     address = "" if ctx.address == target.host else f" ({ctx.address})"
     return f"{target.host}:{target.port}{address}"
 

@@ -47,6 +47,7 @@ from connhub.domain.connection import Connection, ConnectionSpec, SslMode, SslSu
 from connhub.domain.engines import Engine
 from connhub.domain.errors import NameTaken, NotFound, StoreUnavailable
 from connhub.domain.listing import Cursor, ListQuery, Page
+from connhub.domain.ssh import SshSummary
 from connhub.store.batching import Batcher
 from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.group_update import GroupUpdate, PendingUpdate
@@ -398,6 +399,25 @@ class ConnectionRepository:
         self._totals.forget(current.tenant)
         return True
 
+    async def record_ssh_host_keys(self, current: Connection, ssh: SshSummary, now: datetime) -> Connection | None:
+        """Store the host keys a successful test trusted on first use, if `current` is still as read.
+
+        A new version (the representation changed: its ETag must too); None when the row changed
+        meanwhile (the change wins; the next test records the keys then).
+        """
+        async with self._write() as conn:
+            row = (
+                await conn.execute(
+                    update(connections)
+                    .where(*_UNCHANGED_SINCE_READ)
+                    .values(ssh=ssh.to_json(), updated_at=now, version=current.version + 1)
+                    .returning(*connections.c),
+                    _as_read(current),
+                )
+            ).first()
+        self._totals.forget(current.tenant)
+        return None if row is None else _to_connection(row._mapping)
+
     # -- key rotation and readiness ---------------------------------------------------------
 
     async def key_id_counts(self) -> dict[str, int]:
@@ -610,6 +630,7 @@ def _spec_columns(spec: ConnectionSpec, masked_uri: str | None) -> dict[str, Any
         "options": spec.options,
         "sub_type": spec.sub_type,
         "masked_connection_string": masked_uri,
+        "ssh": spec.ssh.summary.to_json() if spec.ssh else None,
     }
 
 
@@ -648,6 +669,7 @@ def _to_connection(row: Mapping[Any, Any]) -> Connection:
         sub_type=row["sub_type"],
         masked_connection_string=row["masked_connection_string"],
         has_password=True,
+        ssh=SshSummary.from_json(row["ssh"]) if row["ssh"] else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],

@@ -75,6 +75,10 @@ connections = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("deleted_at", UtcDateTime),
     Column("version", Integer, nullable=False),
+    # SSH tunnel settings without their secrets (those are in connection_secrets): host, port, user,
+    # the trusted host key (typed, or recorded by the first successful test) and has* flags. Migration 0004
+    # adds it last, so it is last here too: statements that RETURN stored.* read columns in this order.
+    Column("ssh", JSON),
     Index(
         "uq_connections_live_name",
         "tenant",

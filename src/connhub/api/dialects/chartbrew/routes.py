@@ -25,6 +25,7 @@ from connhub.api.dialects.chartbrew.translate import (
     FAILED_TEST_STATUS,
     MAX_FILE_BYTES,
     PEM_FIELDS,
+    SSH_KEY_FILE,
     TEST_FILE_PARTS,
     canonical_fields,
     duplicate_name,
@@ -69,7 +70,8 @@ async def one(connection: Connection, service: ConnectionService, health: Health
 async def create(request: Request, principal: TeamWriter, service: ServiceDep, health: HealthDep) -> Json:
     fields = canonical_fields(await json_object(request))
     with in_chartbrew_terms():
-        created = await service.create(principal.tenant, fields, None)
+        # Chartbrew's form uploads an SSH key file after the create (its passphrase comes first).
+        created = await service.create(principal.tenant, fields, None, ssh_credentials_later=True)
     return await one(created, service, health)
 
 
@@ -110,7 +112,7 @@ async def update(
     current = await service.get_by_number(principal.tenant, connection_id)
     patch = canonical_fields(await json_object(request), current)
     with in_chartbrew_terms():
-        updated = await service.update(principal.tenant, current, patch)
+        updated = await service.update(principal.tenant, current, patch, ssh_credentials_later=True)
     return await one(updated, service, health)
 
 
@@ -191,7 +193,7 @@ async def update_schema(principal: TeamWriter, connection_id: ConnectionNumber, 
 
 @router.post(
     ONE + "/files",
-    summary="Upload PEM files (multipart sslCa, sslCert, sslKey; 1 MiB each), stored encrypted",
+    summary="Upload files (multipart sslCa, sslCert, sslKey, sshPrivateKey; 1 MiB each), stored encrypted",
     openapi_extra=CERTIFICATE_FILES_BODY,
     responses={200: {"model": ChartbrewConnection}, **errors(400, 401, 403, 404, 413, 415, 503)},
 )
@@ -199,9 +201,10 @@ async def upload_files(
     request: Request, principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep, health: HealthDep
 ) -> Json:
     connection = await service.get_by_number(principal.tenant, connection_id)
-    pems = uploaded_files(await read_parts(request, tuple(PEM_FIELDS), MAX_FILE_BYTES))
+    parts = await read_parts(request, (*PEM_FIELDS, SSH_KEY_FILE), MAX_FILE_BYTES)
+    pems, ssh_key = uploaded_files(parts)
     with in_chartbrew_terms():
-        updated = await service.attach_ssl_files(principal.tenant, connection, pems)
+        updated = await service.attach_ssl_files(principal.tenant, connection, pems, ssh_key)
     return await one(updated, service, health)
 
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connhub.api.dialects.chartbrew.translate import PEM_FIELDS, SUPPORTED_TYPES
+from connhub.api.dialects.chartbrew.translate import PEM_FIELDS, SSH_KEY_FILE, SUPPORTED_TYPES
 from connhub.api.openapi import EXAMPLE_REQUEST_ID
 from connhub.api.shapes import (
     FAILED_REPORT,
@@ -69,6 +69,16 @@ CHARTBREW_CONNECTION: dict[str, Any] = {
     "hasSslCa": False,
     "hasSslCert": False,
     "hasSslKey": False,
+    "useSsh": True,
+    "sshHost": "bastion.example.com",
+    "sshPort": "22",
+    "sshUsername": "tunnel",
+    "sshHostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMqUe3q1M75yWIZ0KY7wAQkrVQwitk1BsMSHFwkkxhAB",
+    "hasSshPassword": False,
+    "hasSshPrivateKey": True,
+    "hasSshPassphrase": False,
+    "sshJumpHost": None,
+    "sshJumpPort": None,
     "schema": CHARTBREW_SCHEMA,
     "createdAt": "2026-12-03T09:30:50.608Z",
     "updatedAt": "2026-12-03T09:30:50.608Z",
@@ -92,7 +102,6 @@ class ChartbrewConnectionInput(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [CHARTBREW_INPUT]})
 
-
     name: str | None = Field(None, description="= configName; 3-100 characters, unique in the team")
     type: str | None = Field(None, description=f"one of {SUPPORTED_TYPES}")
     subType: str | None = Field(None, description="e.g. timescaledb, supabasedb, rdsPostgres, rdsMysql")
@@ -107,15 +116,27 @@ class ChartbrewConnectionInput(BaseModel):
         None, description="driver options: a list of single-key objects (as Chartbrew stores them) or an object"
     )
     optionsArray: Any = Field(None, description="ignored: the MongoDB form's own rows, also sent as `options`")
-    useSsh: bool | None = Field(None, description="false or absent: no tunnel; true: a 400 until tunnels are supported")
     ssl: bool | None = Field(None, description="false: no TLS; true: sslMode, else require")
     sslMode: str | None = Field(None, description="disable, allow, prefer, require, verify-ca, verify-full")
     sslCa: str | None = Field(None, description="PEM text (or upload it via /files)")
     sslCert: str | None = None
     sslKey: str | None = None
+    useSsh: bool | None = Field(None, description="true: reach the database through an SSH bastion; false: directly")
+    sshHost: str | None = Field(None, description="the bastion; the database host is resolved by it")
+    sshPort: int | str | None = Field(None, description="22 when absent")
+    sshUsername: str | None = None
+    sshPassword: str | None = Field(None, description="write-only; on PUT, null or empty keeps the stored one")
+    sshPrivateKey: str | None = Field(None, description="OpenSSH or PEM text (or upload it via /files); write-only")
+    sshPassphrase: str | None = Field(None, description="opens an encrypted sshPrivateKey; write-only")
+    sshHostKey: str | None = Field(
+        None, description="(added) known_hosts line, public key or SHA256: fingerprint; absent: trust on first use"
+    )
+    sshJumpHost: str | None = Field(
+        None, description="a jump host before the bastion (with the bastion's credentials); empty removes it"
+    )
+    sshJumpPort: int | str | None = None
     team_id: Any = Field(None, description="ignored: the path names the team")
     schema_: Any = Field(None, alias="schema", description="ignored: read-only")
-    sshHost: Any = Field(None, description="ignored unless useSsh (as sshPort, sshUsername, sshPassword...)")
     authentication: Any = Field(None, description="ignored")
     firebaseServiceAccount: Any = Field(None, description="ignored")
 
@@ -155,6 +176,16 @@ class ChartbrewConnection(BaseModel):
     hasSslCa: bool
     hasSslCert: bool
     hasSslKey: bool
+    useSsh: bool
+    sshHost: str | None
+    sshPort: str | None
+    sshUsername: str | None
+    sshHostKey: str | None = Field(description="the trusted host key: as given, or recorded by the first test")
+    hasSshPassword: bool
+    hasSshPrivateKey: bool
+    hasSshPassphrase: bool
+    sshJumpHost: str | None
+    sshJumpPort: str | None
     schema_: ChartbrewSchema | None = Field(alias="schema", description="cached discovered schema")
     createdAt: str
     updatedAt: str
@@ -222,6 +253,11 @@ def _files_body(properties: dict[str, Any]) -> dict[str, Any]:
 PEM_PARTS = {
     name: {"type": "string", "format": "binary", "description": "PEM, at most 1 MiB; the text `null` is an empty slot"}
     for name in PEM_FIELDS
+}
+PEM_PARTS[SSH_KEY_FILE] = {
+    "type": "string",
+    "format": "binary",
+    "description": "the SSH tunnel's private key (OpenSSH or PEM); the text `null` is an empty slot",
 }
 TEST_FILES_BODY = _files_body({"connection": {"type": "string", "description": "the connection, as JSON"}, **PEM_PARTS})
 CERTIFICATE_FILES_BODY = _files_body(PEM_PARTS)

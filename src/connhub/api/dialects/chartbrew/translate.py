@@ -19,6 +19,7 @@ from connhub.domain.connection import Connection, SslMode, validate_spec
 from connhub.domain.engines import Engine
 from connhub.domain.errors import TestFailed, ValidationFailed
 from connhub.domain.reports import Table, TestReport
+from connhub.domain.ssh import SshSummary
 
 # Chartbrew's database types and ours. Its other sources (api, firestore, realtimedb,
 # googleAnalytics, customerio, clickhouse...) are not databases Connhub keeps.
@@ -36,23 +37,22 @@ RENAMED = {
     "connectionString": "connectionString",
 }
 PEM_FIELDS = {"sslCa": "ca", "sslCert": "cert", "sslKey": "key"}
-# Chartbrew's SSH tunnel fields (its forms send them, and reads answer the has* flags).
-SSH_FIELDS = frozenset(
-    {
-        "sshHost",
-        "sshPort",
-        "sshUsername",
-        "sshPassword",
-        "sshPrivateKey",
-        "sshPassphrase",
-        "sshJumpHost",
-        "sshJumpPort",
-        "hasSshPassword",
-        "hasSshPrivateKey",
-        "hasSshPassphrase",
-    }
+# Chartbrew's flat SSH tunnel fields -> the canonical `ssh` block's; its jump host's two apart.
+# `sshHostKey` is Connhub's (Chartbrew has no host key check): the trusted key, to read or pin.
+SSH_RENAMED = {
+    "sshHost": "host",
+    "sshPort": "port",
+    "sshUsername": "userName",
+    "sshPassword": "password",
+    "sshPrivateKey": "privateKey",
+    "sshPassphrase": "passphrase",
+    "sshHostKey": "hostKey",
+}
+SSH_JUMP = {"sshJumpHost": "host", "sshJumpPort": "port"}
+SSH_KEY_FILE = "sshPrivateKey"  # also a file part of /files and /test/files
+TRANSLATED = frozenset(
+    {"type", "port", "srv", "options", "ssl", "sslMode", *PEM_FIELDS, "useSsh", *SSH_RENAMED, *SSH_JUMP}
 )
-TRANSLATED = frozenset({"type", "port", "srv", "options", "ssl", "sslMode", "useSsh", *PEM_FIELDS})
 # Sent by Chartbrew clients (the seed's body, or our own responses echoed back on PUT) but
 # meaningless here: accepted and ignored. `team_id` comes from the path; `schema` is read-only;
 # `optionsArray` is the MongoDB form's own rows ({id, key, value}), which it also sends as `options`.
@@ -71,12 +71,15 @@ IGNORED = frozenset(
         "hasSslCa",
         "hasSslCert",
         "hasSslKey",
+        "hasSshPassword",
+        "hasSshPrivateKey",
+        "hasSshPassphrase",
         "createdAt",
         "updatedAt",
         "health",
     }
 )
-KNOWN = frozenset({*RENAMED, *TRANSLATED, *IGNORED, *SSH_FIELDS})
+KNOWN = frozenset({*RENAMED, *TRANSLATED, *IGNORED})
 # Canonical field names (as the domain reports them) -> Chartbrew's.
 CHARTBREW_NAMES = {
     "configName": "name",
@@ -86,6 +89,8 @@ CHARTBREW_NAMES = {
     "ssl.ca": "sslCa",
     "ssl.cert": "sslCert",
     "ssl.key": "sslKey",
+    **{f"ssh.{ours}": theirs for theirs, ours in SSH_RENAMED.items()},
+    **{f"ssh.jumpHost.{ours}": theirs for theirs, ours in SSH_JUMP.items()},
 }
 # Values of a stored connection that a PUT may echo back unchanged.
 ECHOABLE = ("configName", "type", "host", "port", "databaseName", "userName", "subType")
@@ -93,8 +98,9 @@ ECHOABLE = ("configName", "type", "host", "port", "databaseName", "userName", "s
 MAX_FILE_BYTES = 1024 * 1024  # each uploaded PEM file
 # The parts of a test-with-files body (slices/connection.js testRequestWithFiles).
 CONNECTION_PART = "connection"
-TEST_FILE_PARTS = (CONNECTION_PART, *PEM_FIELDS, "sshPrivateKey")
-# What a browser sends for `formData.append(name, null)`: a slot the user left empty.
+TEST_FILE_PARTS = (CONNECTION_PART, *PEM_FIELDS, SSH_KEY_FILE)
+# What a browser sends for `formData.append(name, null)`: a slot the user left empty (the form
+# appends every slot of {...sslCerts, sshPrivateKey}).
 UNPICKED_FILE = b"null"
 UNSAVED_NAME = "unsaved connection"  # the domain wants a name; a test of an unsaved body has none
 
@@ -130,7 +136,8 @@ def canonical_fields(body: Mapping[str, Any], current: Connection | None = None)
         fields["options"] = options
     if (ssl := _ssl(given, current, problems)) is not None:
         fields["ssl"] = ssl
-    _tunnel(given, problems)
+    if (ssh := _tunnel(given, current, problems)) is not _UNCHANGED:
+        fields["ssh"] = ssh
     if current is None and fields.get("type") is None and fields.get("connectionString") is None:
         problems.setdefault("type", f"required: one of {SUPPORTED_TYPES}")
     if problems and current is None:
@@ -143,7 +150,7 @@ def canonical_fields(body: Mapping[str, Any], current: Connection | None = None)
 def _domain_problems(fields: dict[str, Any]) -> dict[str, str]:
     """What the domain says of the rest of a body, so one 400 names every bad field."""
     try:
-        validate_spec(fields)
+        validate_spec(fields, ssh_credentials_required=False)  # the form uploads the key file next
     except ValidationFailed as error:
         return error.renamed(CHARTBREW_NAMES).fields
     return {}
@@ -195,14 +202,14 @@ def _engine(value: Any, problems: dict[str, str]) -> str | None:
     return None
 
 
-def _port(value: Any, problems: dict[str, str]) -> Any:
-    """Chartbrew sends the port as a string; digits become an integer, the domain checks the range."""
+def _port(value: Any, problems: dict[str, str], name: str = "port") -> Any:
+    """Chartbrew sends ports as strings; digits become an integer, the domain checks the range."""
     if not isinstance(value, str):
         return value  # an integer, null, or a wrong type the domain names
     text = value.strip()
     if text.isascii() and text.isdigit() and len(text) <= 5:
         return int(text)
-    problems["port"] = "must be a number from 1 to 65535 (an integer or a string of digits)"
+    problems[name] = "must be a number from 1 to 65535 (an integer or a string of digits)"
     return None
 
 
@@ -268,14 +275,42 @@ def _ssl(given: Mapping[str, Any], current: Connection | None, problems: dict[st
     return {"mode": mode or stored or SslMode.REQUIRE.value, **pems}
 
 
-def _tunnel(given: Mapping[str, Any], problems: dict[str, str]) -> None:
-    """Chartbrew's `useSsh` and ssh fields. Tunnels are not built yet (the SSH issue replaces this
-    function): off or absent, the ssh fields are ignored; on, a 400 that says so."""
+def _tunnel(given: Mapping[str, Any], current: Connection | None, problems: dict[str, str]) -> Any:
+    """Canonical `ssh` from `useSsh` and the flat ssh fields; _UNCHANGED when the body leaves it.
+
+    `useSsh: false` is no tunnel (a stored one is removed). `useSsh: true`, or ssh fields sent for
+    a stored tunnel, give the block: whole on create, a patch on PUT (absent keeps). A secret sent
+    null or "" keeps the stored one, as `password` does: reads never answer them, so an echoed
+    read sends none. Ssh fields while `useSsh` is off are ignored, as Chartbrew ignores them.
+    """
     use_ssh = given.get("useSsh")
-    if use_ssh is True:
-        problems["useSsh"] = "SSH tunnels are not supported yet: connect to the database directly"
-    elif use_ssh not in (None, False):
+    if use_ssh is not None and not isinstance(use_ssh, bool):
         problems["useSsh"] = "must be true or false"
+        return _UNCHANGED
+    stored = current.ssh if current is not None else None
+    if use_ssh is False or (use_ssh is None and stored is None):
+        return None if use_ssh is False and stored is not None else _UNCHANGED
+    block = {ours: given[theirs] for theirs, ours in SSH_RENAMED.items() if given.get(theirs) is not None}
+    if "port" in block:
+        block["port"] = _port(block["port"], problems, "sshPort")
+    if (jump := _jump_host(given, stored, problems)) is not _UNCHANGED:
+        block["jumpHost"] = jump
+    return block if block or stored is None else _UNCHANGED
+
+
+def _jump_host(given: Mapping[str, Any], stored: SshSummary | None, problems: dict[str, str]) -> Any:
+    """`sshJumpHost`/`sshJumpPort` as the canonical jumpHost (it uses the bastion's credentials).
+
+    Sent empty, the jump host is removed: the form's cleared field (and a read's echo of none)."""
+    if "sshJumpHost" not in given and "sshJumpPort" not in given:
+        return _UNCHANGED
+    host = given.get("sshJumpHost")
+    if host is None:
+        return None if stored is not None and stored.jump_host is not None else _UNCHANGED
+    jump: dict[str, Any] = {"host": host}
+    if given.get("sshJumpPort") is not None:
+        jump["port"] = _port(given["sshJumpPort"], problems, "sshJumpPort")
+    return jump
 
 
 def _ssl_on(connection: Connection) -> bool:
@@ -311,10 +346,28 @@ def render(connection: Connection, tables: list[Table] | None, health: str = "un
         "hasSslCa": bool(ssl and ssl.has_ca),
         "hasSslCert": bool(ssl and ssl.has_cert),
         "hasSslKey": bool(ssl and ssl.has_key),
+        **_tunnel_answer(connection.ssh),
         "schema": schema_json(tables),
         "createdAt": rfc3339(connection.created_at),
         "updatedAt": rfc3339(connection.updated_at),
         "health": health,
+    }
+
+
+def _tunnel_answer(ssh: SshSummary | None) -> dict[str, Any]:
+    """The flat ssh fields, as Chartbrew answers them: no secret, only whether one is held."""
+    jump = ssh.jump_host if ssh is not None else None
+    return {
+        "useSsh": ssh is not None,
+        "sshHost": ssh.host if ssh else None,
+        "sshPort": str(ssh.port) if ssh else None,
+        "sshUsername": ssh.user_name if ssh else None,
+        "sshHostKey": ssh.host_key if ssh else None,
+        "hasSshPassword": bool(ssh and ssh.has_password),
+        "hasSshPrivateKey": bool(ssh and ssh.has_private_key),
+        "hasSshPassphrase": bool(ssh and ssh.has_passphrase),
+        "sshJumpHost": jump.host if jump else None,
+        "sshJumpPort": str(jump.port) if jump else None,
     }
 
 
@@ -341,10 +394,14 @@ def schema_json(tables: list[Table] | None) -> dict[str, Any] | None:
 
 
 def test_answer(report: TestReport, tables: list[Table] | None = None) -> dict[str, Any]:
-    """A test's answer: the report, `success`, and the schema read after a successful one. A
-    failed one is a 400 (FAILED_TEST_STATUS), so it also carries the error shape's `code` and `title`
-    (the report's `message` is the error's)."""
-    answer = {"success": report.ok, **report.to_json(), "schema": schema_json(tables)}
+    """A test's answer: the report, `success`, and the schema read after a successful one. The
+    report's field to fix is named as Chartbrew names it (sshPassword, dbName...). A failed one is a
+    400 (FAILED_TEST_STATUS), so it also carries the error shape's `code` and `title` (the report's
+    `message` is the error's)."""
+    report_json = report.to_json()
+    if report_json["error"] is not None and report_json["error"]["field"] in CHARTBREW_NAMES:
+        report_json["error"] = {**report_json["error"], "field": CHARTBREW_NAMES[report_json["error"]["field"]]}
+    answer = {"success": report.ok, **report_json, "schema": schema_json(tables)}
     return answer if report.ok else {"code": TestFailed.code, "title": TestFailed.title, **answer}
 
 
@@ -391,26 +448,46 @@ def picked_files(parts: Mapping[str, bytes]) -> dict[str, bytes]:
     return {name: content for name, content in parts.items() if name in PEM_FIELDS and content != UNPICKED_FILE}
 
 
-def uploaded_files(parts: Mapping[str, bytes]) -> dict[str, str]:
-    """The PEM texts of an upload to a stored connection; Chartbrew's 400 when none was picked."""
-    if not picked_files(parts):
-        raise ValidationFailed({"body": "no files were uploaded: send sslCa, sslCert or sslKey"})
-    return pem_texts(parts)
+def uploaded_files(parts: Mapping[str, bytes]) -> tuple[dict[str, str], str | None]:
+    """The PEM texts (canonical ca, cert, key) and the SSH private key text of an upload to a
+    stored connection. Slots sent as the text `null` were not picked and are skipped."""
+    picked = {name: content for name, content in parts.items() if content != UNPICKED_FILE}
+    key = picked.pop(SSH_KEY_FILE, None)
+    problems: dict[str, str] = {}
+    if not picked and key is None:
+        problems["body"] = f"no files were uploaded: send {', '.join((*PEM_FIELDS, SSH_KEY_FILE))}"
+    key_text = None
+    if key is not None:
+        try:
+            key_text = key.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            problems[SSH_KEY_FILE] = "must be a private key text file (OpenSSH or PEM)"
+        if key_text is not None and not key_text.strip():
+            problems[SSH_KEY_FILE] = "is empty"
+    if problems:
+        raise ValidationFailed(problems)
+    return (pem_texts(picked) if picked else {}), key_text
 
 
 def test_with_files_body(parts: Mapping[str, bytes], type: str) -> dict[str, Any]:
-    """The Chartbrew body of a test-with-files: the `connection` part (JSON), and the picked PEM
-    files as `sslCa`/`sslCert`/`sslKey` text fields. A private key file for SSH is left to the ssh
-    rule (`useSsh` in the connection decides)."""
+    """The Chartbrew body of a test-with-files: the `connection` part (JSON), the picked PEM files as
+    `sslCa`/`sslCert`/`sslKey` text fields, and a picked SSH key file as `sshPrivateKey` (whether
+    it is used is the ssh rule's call: `useSsh` in the connection decides)."""
     try:
         connection = json.loads(parts.get(CONNECTION_PART, b""))
     except ValueError:
         connection = None
     if not isinstance(connection, dict):
         raise ValidationFailed({CONNECTION_PART: "required: the connection as a JSON object"})
-    texts = pem_texts(parts)
-    pems = {theirs: texts[ours] for theirs, ours in PEM_FIELDS.items() if ours in texts}
-    return unsaved_test_body({**connection, **pems}, type)
+    files = {name: content for name, content in parts.items() if name != CONNECTION_PART}
+    if files.get(SSH_KEY_FILE, UNPICKED_FILE) != UNPICKED_FILE:
+        texts, key = uploaded_files(files)
+    else:
+        texts, key = pem_texts(files), None
+    body = {**connection, **{theirs: texts[ours] for theirs, ours in PEM_FIELDS.items() if ours in texts}}
+    if key is not None:
+        body[SSH_KEY_FILE] = key
+    return unsaved_test_body(body, type)
 
 
 def unsaved_test_body(body: Mapping[str, Any], type: str) -> dict[str, Any]:

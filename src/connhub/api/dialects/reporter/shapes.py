@@ -87,6 +87,29 @@ class SslInput(Strict):
     key: str | None = Field(None, description="PEM private key; goes with cert")
 
 
+class JumpHostInput(Strict):
+    host: str = Field(max_length=253, description="the jump host the bastion is reached through")
+    port: int = Field(22, ge=1, le=65535)
+    userName: str | None = Field(None, max_length=128, description="the bastion's when absent")
+    password: str | None = Field(None, max_length=1024, description="write-only; the bastion's credentials when none")
+    privateKey: str | None = Field(None, description="OpenSSH or PEM; write-only")
+    passphrase: str | None = Field(None, max_length=1024, description="opens privateKey; write-only")
+    hostKey: str | None = Field(None, description="a known_hosts line, a public key line or a SHA256: fingerprint")
+
+
+class SshInput(Strict):
+    host: str = Field(max_length=253, description="the SSH bastion; the database host is resolved by it")
+    port: int = Field(22, ge=1, le=65535)
+    userName: str = Field(min_length=1, max_length=128)
+    password: str | None = Field(None, max_length=1024, description="write-only; password, privateKey or both")
+    privateKey: str | None = Field(None, description="OpenSSH or PEM private key; write-only")
+    passphrase: str | None = Field(None, max_length=1024, description="opens an encrypted privateKey; write-only")
+    hostKey: str | None = Field(
+        None, description="known_hosts line, public key line or SHA256: fingerprint; absent: trusted on first use"
+    )
+    jumpHost: JumpHostInput | None = None
+
+
 class ConnectionInput(Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [CONNECTION_INPUT]})
 
@@ -103,6 +126,7 @@ class ConnectionInput(Strict):
     connectionString: str | None = Field(
         None, description="URI instead of host/port/databaseName/userName/password"
     )
+    ssh: SshInput | None = Field(None, description="reach the database through an SSH bastion")
 
 
 class ConnectionUpdate(Strict):
@@ -119,6 +143,7 @@ class ConnectionUpdate(Strict):
     ssl: SslInput | None = None
     metadata: dict[str, str] | None = Field(None, max_length=50)
     connectionString: str | None = None
+    ssh: SshInput | None = Field(None, description="merged into the stored block; null removes the tunnel")
 
 
 class SslOut(BaseModel):
@@ -126,6 +151,27 @@ class SslOut(BaseModel):
     hasCa: bool
     hasCert: bool
     hasKey: bool
+
+
+class JumpHostOut(BaseModel):
+    host: str
+    port: int
+    userName: str | None = None
+    hostKey: str | None = None
+    hasPassword: bool
+    hasPrivateKey: bool
+    hasPassphrase: bool
+
+
+class SshOut(BaseModel):
+    host: str
+    port: int
+    userName: str
+    hostKey: str | None = Field(None, description="the trusted host key: as given, or recorded by the first test")
+    hasPassword: bool
+    hasPrivateKey: bool
+    hasPassphrase: bool
+    jumpHost: JumpHostOut | None = None
 
 
 class ConnectionOut(BaseModel):
@@ -142,6 +188,7 @@ class ConnectionOut(BaseModel):
     schema_: str | None = Field(None, alias="schema")
     ssl: SslOut | None = None
     metadata: dict[str, str] | None = None
+    ssh: SshOut | None = None
     createdAt: str
     updatedAt: str
 

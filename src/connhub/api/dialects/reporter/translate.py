@@ -107,6 +107,8 @@ def render(connection: Connection) -> dict[str, Any]:
         }
     if connection.metadata is not None:
         body["metadata"] = connection.metadata
+    if connection.ssh is not None:
+        body["ssh"] = connection.ssh.to_json()  # host, port, user, trusted key and has* flags: no secret
     body["createdAt"] = rfc3339(connection.created_at)
     body["updatedAt"] = rfc3339(connection.updated_at)
     return body
