@@ -273,14 +273,16 @@ async def test_create_mongodb_with_options(web: WebClient, mongo: MongoWireServe
     assert created["options"] == [{"authSource": "admin"}] and created["srv"] is False
 
 
-async def test_create_with_an_ssh_tunnel_is_refused_clearly(web: WebClient) -> None:
+async def test_create_with_an_ssh_tunnel(web: WebClient) -> None:
     """postgres-connection-form.jsx with the SSH switch on (sshHost, sshPort, sshUsername, sshPassword)
-    -> addConnection: a 400 saying tunnels are not supported yet (the wizard stays on the form)."""
+    -> addConnection: 200, and the answer the form reads back (useSsh, the has* flags, no secret)."""
     body = postgres_form("Tunnelled", useSsh=True, sshHost="bastion.example.com", sshPort="22",
                          sshUsername="jump", sshPassword="ssh-secret")  # fmt: skip
     response = await web.http.post(web.base, json={**body, "team_id": TEAM_ID})
-    assert response.status_code == 400
-    assert "not supported yet" in response.json()["fields"]["useSsh"]
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["useSsh"] is True and answer["sshHost"] == "bastion.example.com"
+    assert answer["hasSshPassword"] is True and answer["hasSshPrivateKey"] is False
     assert "ssh-secret" not in response.text
 
 

@@ -24,7 +24,7 @@ STORED = Connection(
     host="db.example.com", port=27017, database_name="shop", user_name="app", schema=None,
     ssl=SslSummary(SslMode.REQUIRE, has_ca=True), metadata=None, options={"authSource": "admin"},
     sub_type="mongodb", masked_connection_string="mongodb://app:****@db.example.com:27017/shop",
-    has_password=True, created_at=NOW, updated_at=NOW, version=3,
+    has_password=True, created_at=NOW, updated_at=NOW, version=3, ssh=None,
 )  # fmt: skip
 
 
@@ -47,10 +47,9 @@ def test_ssh_switched_off_is_accepted_and_its_fields_ignored() -> None:
     assert not any(name.startswith("ssh") for name in fields)
 
 
-def test_ssh_switched_on_is_a_400_saying_tunnels_are_not_supported_yet() -> None:
-    with pytest.raises(ValidationFailed) as raised:
-        translate.canonical_fields(form_body(useSsh=True, sshHost="bastion", sshUsername="jump", sshPassword="s"))
-    assert "not supported yet" in raised.value.fields["useSsh"]
+def test_ssh_switched_on_gives_the_canonical_tunnel() -> None:
+    fields = translate.canonical_fields(form_body(useSsh=True, sshHost="bastion", sshUsername="jump", sshPassword="s"))
+    assert fields["ssh"] == {"host": "bastion", "userName": "jump", "password": "s"}
 
 
 def test_ssl_switched_on_with_disable_picked_is_disable() -> None:
@@ -99,7 +98,7 @@ def test_a_failed_test_is_in_the_error_shape_too() -> None:
 
 def test_unpicked_file_slots_are_ignored() -> None:
     parts = {"sslCa": CA_PEM.encode(), "sslCert": b"null", "sslKey": b"null"}
-    assert translate.uploaded_files(parts) == {"ca": CA_PEM}
+    assert translate.uploaded_files(parts) == ({"ca": CA_PEM}, None)  # PEM texts, no SSH key file
     with pytest.raises(ValidationFailed) as raised:
         translate.uploaded_files({"sslCa": b"null", "sslCert": b"null", "sslKey": b"null"})
     assert "no files were uploaded" in raised.value.fields["body"]

@@ -30,7 +30,7 @@ def connection(engine: Engine, schema: str | None = None, **overrides: Any) -> C
         id=uuid4(), number=1, tenant="t", product_name=None, config_name="ledger", engine=engine,
         host="db", port=1, database_name="app", user_name="reporter", schema=schema, ssl=None,
         metadata=None, options={}, sub_type=None, masked_connection_string=None, has_password=True,
-        created_at=NOW, updated_at=NOW, version=1,
+        created_at=NOW, updated_at=NOW, version=1, ssh=None,
     )  # fmt: skip
     return replace(base, **overrides)
 
