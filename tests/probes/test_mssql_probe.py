@@ -539,7 +539,7 @@ def test_host_name_rules(cert: x509.Certificate, host: str, matches: bool) -> No
 def test_pytds_uses_this_host_name_check() -> None:
     import pytds.tls
 
-    assert mssql._HOST_CHECK_INSTALLED
+    assert mssql._process_setup().host_check_installed
     assert pytds.tls.validate_host is mssql._pytds_validate_host
 
 

@@ -34,3 +34,17 @@ def test_translators_and_the_domain_load_no_framework_service_or_store(module: s
 
 def test_the_multipart_reader_knows_no_dialect() -> None:
     assert {name for name in loaded_by("connhub.api.multipart") if name.startswith("connhub.api.dialects")} == set()
+
+
+def test_importing_every_probe_changes_nothing_process_wide() -> None:
+    """No thread pool, audit hook or driver patch at import: they are made on a probe's first use."""
+    code = (
+        "import sys, threading, pytds.tls; check = pytds.tls.validate_host; "
+        "from connhub.domain.engines import Engine; import importlib; "
+        "[importlib.import_module(f'connhub.probes.{e.facts.probe_module}') for e in Engine]; "
+        "from connhub.probes import blocking; "
+        "print(blocking._pools == {}, pytds.tls.validate_host is check, threading.active_count())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert done.stdout.split() == ["True", "True", "1"]

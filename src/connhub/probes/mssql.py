@@ -1,5 +1,5 @@
 """SQL Server probe: python-tds (pytds, pure Python, TLS by pyOpenSSL) for every sslmode. It
-blocks, so each connect-query-close sequence runs in a thread of a small dedicated pool (not
+blocks, so each connect-query-close sequence runs in a thread of SQL Server's pool (probes/blocking.py; not
 asyncio's default executor, which getaddrinfo and other libraries share); the event loop only
 awaits it, bounded by the budget. pytds is given the budget as its own timeouts too, so a thread
 the loop stopped waiting for ends by itself soon after.
@@ -47,7 +47,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import OpenSSL.crypto
@@ -60,6 +60,7 @@ from cryptography.x509.oid import NameOID
 from connhub.domain.engines import Engine
 from connhub.domain.reports import Column, ErrorCategory, Table
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget
+from connhub.probes.blocking import run_blocking
 from connhub.probes.support import (
     VERIFYING_MODES,
     private_files,
@@ -75,10 +76,6 @@ T = TypeVar("T")
 DEFAULT_SCHEMA = Engine.SQL_SERVER.facts.default_schema
 _LOGIN_ONLY_MODES = frozenset({"allow", "prefer"})  # ENCRYPT_OFF: TLS for the login packet
 _MIN_TIMEOUT_S = 0.05  # what pytds and the socket get once the thread's own limit has passed
-
-# Threads for blocking driver calls. A thread the budget gave up on still runs until the driver's
-# own timeout (at most the budget), so the pool is sized for a burst of silent servers.
-_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="connhub-mssql")
 
 VERSION_QUERY = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128))"
 
@@ -130,10 +127,10 @@ async def _in_thread(target: ProbeTarget, ctx: ProbeContext, work: Callable[[Any
     mode = target.ssl.mode if target.ssl else "disable"
     # The probe's context goes with it into the thread: its egress confinement included.
     session = functools.partial(contextvars.copy_context().run, _session, target, ctx, mode, work)
-    loop = asyncio.get_running_loop()
+    _process_setup()
     try:
         async with asyncio.timeout(ctx.timeout_s):
-            return await loop.run_in_executor(_THREADS, session)
+            return await run_blocking(Engine.SQL_SERVER, session)
     except TimeoutError:
         raise timed_out(target, ctx) from None
 
@@ -169,13 +166,13 @@ def _session(target: ProbeTarget, ctx: ProbeContext, mode: str, work: Callable[[
 
 
 def _connect(target: ProbeTarget, ctx: ProbeContext, mode: str, deadline: float) -> Any:
-    if mode == "verify-full" and not _HOST_CHECK_INSTALLED:
+    if mode == "verify-full" and not _process_setup().host_check_installed:
         raise ProbeFailure(
             ErrorCategory.TLS_FAILED,
             "verify-full cannot be enforced with this python-tds version (its host name check could not be "
             "replaced by a correct one); use verify-ca, or a python-tds version this service supports",
         )
-    if mode != "disable" and mode not in VERIFYING_MODES and not _TLS_CONTEXT_INSTALLED:
+    if mode != "disable" and mode not in VERIFYING_MODES and not _process_setup().tls_context_installed:
         raise ProbeFailure(
             ErrorCategory.TLS_FAILED,
             f"sslmode {mode} cannot be served with this python-tds version (it cannot encrypt without checking "
@@ -337,7 +334,7 @@ def _pytds_validate_host(cert: OpenSSL.crypto.X509, name: bytes) -> bool:
 def _install_host_check() -> bool:
     """The one change made to pytds: its `validate_host` (it calls X509.get_extension, which
     pyOpenSSL no longer has, and accepts a Common Name beside SANs) is replaced by ours. Done
-    once, at import; pytds looks the function up in its module when it calls it. False when this
+    once, by `_process_setup`; pytds looks the function up in its module when it calls it. False when this
     pytds no longer calls it that way (verify-full then refuses to run)."""
     establish_channel = getattr(pytds.tls, "establish_channel", None)
     code = getattr(establish_channel, "__code__", None)
@@ -346,8 +343,6 @@ def _install_host_check() -> bool:
     pytds.tls.validate_host = _pytds_validate_host
     return True
 
-
-_HOST_CHECK_INSTALLED = _install_host_check()
 
 # The marker given to pytds as `cafile` for a TLS context that does not verify (see the module
 # docstring); not a path, so it never names a file.
@@ -377,7 +372,16 @@ def _install_tls_context() -> bool:
     return True
 
 
-_TLS_CONTEXT_INSTALLED = _install_tls_context()
+@dataclass(frozen=True)
+class _ProcessSetup:
+    host_check_installed: bool
+    tls_context_installed: bool
+
+
+@functools.cache
+def _process_setup() -> _ProcessSetup:
+    """The two process-wide changes to pytds, made once, on this probe's first use (never at import)."""
+    return _ProcessSetup(_install_host_check(), _install_tls_context())
 
 
 # --- errors --------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""MySQL / MariaDB probe: PyMySQL, run in a worker thread so it never blocks the event loop.
+"""MySQL / MariaDB probe: PyMySQL, run in a thread of MySQL's pool (probes/blocking.py) so it never
+blocks the event loop.
 
 The TCP connection is opened here, to the checked address, and handed to PyMySQL (its public
 `defer_connect` + `connect(sock)`); TLS goes through our own SSLContext, which verifies the name
@@ -17,7 +18,6 @@ timeouts (set from the same budget) end it; it then closes its connection.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 import ssl
@@ -29,8 +29,10 @@ from typing import Any, TypeVar
 import pymysql
 from pymysql.constants import CR
 
+from connhub.domain.engines import Engine
 from connhub.domain.reports import ErrorCategory, Table
 from connhub.probes.base import ProbeContext, ProbeFailure, ProbeTarget, SslMaterial
+from connhub.probes.blocking import run_blocking
 from connhub.probes.support import (
     TLS_REQUIRED_MODES,
     VERIFYING_MODES,
@@ -55,11 +57,11 @@ ORDER BY TABLE_NAME, ORDINAL_POSITION
 
 class MysqlProbe:
     async def test(self, target: ProbeTarget, ctx: ProbeContext) -> None:
-        await asyncio.to_thread(_with_connection, target, ctx, _ping)
+        await run_blocking(Engine.MYSQL, _with_connection, target, ctx, _ping)
 
     async def read_schema(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
         database = target.schema or target.database
-        rows = await asyncio.to_thread(_with_connection, target, ctx, lambda c: _columns(c, database))
+        rows = await run_blocking(Engine.MYSQL, _with_connection, target, ctx, lambda c: _columns(c, database))
         return tables_from_rows(rows)
 
 
