@@ -10,9 +10,10 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from uuid6 import uuid7
@@ -44,13 +45,67 @@ from connhub.domain.errors import (
 )
 from connhub.domain.listing import MAX_LIMIT, ListQuery, Page, SortBy, SortOrder, parse_list_query
 from connhub.domain.reports import ErrorCategory, Table, TestReport, failure_report
-from connhub.domain.ssh import SECRET_NAMES, SSH_SECRET_FIELDS, SshSettings, trusting
+from connhub.domain.ssh import SECRET_NAMES, SSH_SECRET_FIELDS, SshSettings, SshSummary, trusting
 from connhub.domain.text import has_control_characters
 from connhub.probes.base import ProbeTarget, SshHop, SshRoute, SslMaterial
 from connhub.probes.runner import ProbeRunner
 from connhub.row_writes import RowState, RowWrites
 from connhub.secrets import Binding, KeyRing, RequestDigests, SecretUnreadable, key_id_of
-from connhub.store.repository import ConnectionRepository, IdempotencyRecord, Sealed
+from connhub.store.repository import IdempotencyRecord, Sealed, StoredSecret
+
+
+class ConnectionStore(Protocol):
+    """The repository port: what the service needs of a store ("Architecture Patterns with Python"'s
+    AbstractRepository). store.repository.ConnectionRepository is the real one (SQLite, PostgreSQL);
+    tests/service/fakes.FakeRepository keeps it in memory with the same uniqueness and version rules.
+
+    Writes over a read `current` answer None (or False) when the store holds a newer version.
+    """
+
+    async def add(
+        self,
+        *,
+        tenant: str,
+        connection_id: UUID,
+        product_name: str | None,
+        spec: ConnectionSpec,
+        masked_uri: str | None,
+        sealed: Sealed,
+        now: datetime,
+        idempotency: IdempotencyRecord | None = None,
+    ) -> Connection:
+        """Raises NameTaken (a live connection of the tenant has that name) or IdempotencyKeyTaken."""
+
+    async def find_idempotent(self, tenant: str, key: str) -> IdempotencyRecord | None: ...
+    async def get(self, tenant: str, connection_id: UUID) -> Connection: ...  # NotFound
+    async def get_by_number(self, tenant: str, number: int) -> Connection: ...
+    async def get_by_name(self, tenant: str, name: str) -> Connection: ...
+    async def list_connections(self, tenant: str, query: ListQuery) -> Page[Connection]: ...
+    async def secrets(self, connection: Connection) -> dict[str, bytes]: ...
+
+    async def replace(
+        self,
+        current: Connection,
+        spec: ConnectionSpec,
+        masked_uri: str | None,
+        sealed: Sealed,
+        dropped: AbstractSet[str],
+        now: datetime,
+    ) -> Connection | None:
+        """`dropped` secrets deleted, `sealed` ones written, the others kept; NameTaken on a clash."""
+
+    async def assign_product(self, current: Connection, product_name: str, now: datetime) -> Connection | None: ...
+    async def soft_delete(self, current: Connection, now: datetime) -> bool: ...
+    async def key_id_counts(self) -> dict[str, int]: ...
+    async def secrets_not_under(self, key_id: str, after: tuple[int, str], limit: int) -> list[StoredSecret]: ...
+    async def reseal_batch(self, resealed: list[tuple[StoredSecret, bytes]], key_id: str) -> list[bool]:
+        """Each ciphertext swapped if it is still the one read, in one transaction; whether each was."""
+
+    async def record_ssh_host_keys(self, current: Connection, ssh: SshSummary, now: datetime) -> Connection | None:
+        """The host keys a first successful test trusted, stored over `current` (None if it changed)."""
+
+    async def key_checks(self, ours: Mapping[str, str], now: datetime) -> dict[str, str]:
+        """Record `ours` (key id -> check value) where the id is new; the stored value of each."""
 
 
 def utc_now() -> datetime:
@@ -101,7 +156,7 @@ class Folded:
 class ConnectionService:
     def __init__(
         self,
-        repository: ConnectionRepository,
+        repository: ConnectionStore,
         key_ring: KeyRing,
         probes: ProbeRunner,
         *,
