@@ -161,12 +161,12 @@ def test_a_uri_that_disagrees_with_the_given_type_is_refused() -> None:
     assert set(refused.value.fields) == {"connectionString"}
 
 
-def test_uri_options_merge_with_chartbrew_list_options() -> None:
+def test_uri_options_merge_with_explicit_options_which_win() -> None:
     spec = validate_spec(
         {
             "configName": "events",
             "connectionString": "mongodb://u:p@mongo.local/app?authSource=admin",
-            "options": [{"replicaSet": "rs0"}, {"authSource": "users"}],
+            "options": {"replicaSet": "rs0", "authSource": "users"},
         }
     )
 

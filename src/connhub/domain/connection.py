@@ -288,7 +288,7 @@ def _with_connection_string(fields: Mapping[str, Any], errors: dict[str, str]) -
     for name, value in parsed.fields().items():
         values.setdefault(name, value)
     if parsed.options:
-        # _options normalizes Chartbrew's list form first, so both forms merge (explicit ones win).
+        # The URI's options and the explicit ones merge (explicit ones win).
         values["options"] = {**parsed.options, **_options(values.get("options"), errors)}
     return values
 
@@ -390,19 +390,17 @@ def _metadata(value: Any, errors: dict[str, str]) -> dict[str, str] | None:
 
 
 def _options(value: Any, errors: dict[str, str]) -> dict[str, str]:
-    """Driver options: an object, or Chartbrew's list of single-key objects; values become strings."""
+    """Driver options: an object of short scalars; values become strings.
+
+    (Chartbrew's list of single-key objects is its dialect's form: its translator makes it one object.)
+    """
     if value is None:
         return {}
-    items: list[tuple[Any, Any]] = []
-    if isinstance(value, Mapping):
-        items = list(value.items())
-    elif isinstance(value, list) and all(isinstance(entry, Mapping) for entry in value):
-        items = [pair for entry in value for pair in entry.items()]
-    else:
-        errors["options"] = "must be an object or a list of single-key objects"
+    if not isinstance(value, Mapping):
+        errors["options"] = "must be an object"
         return {}
     options: dict[str, str] = {}
-    for key, item in items[:50]:
+    for key, item in list(value.items())[:50]:
         if not isinstance(item, str | int | float | bool) or len(str(key)) > 100 or len(str(item)) > 2000:
             errors["options"] = "each option must be a short scalar value"
             return {}
@@ -414,7 +412,7 @@ def _options(value: Any, errors: dict[str, str]) -> dict[str, str]:
         # Options are stored and answered in clear; a secret among them would be shown to every reader.
         errors["options"] = connstring.SECRET_OPTION_HINT
         return {}
-    if len(items) > 50:
+    if len(value) > 50:
         errors["options"] = "at most 50 options"
     return options
 

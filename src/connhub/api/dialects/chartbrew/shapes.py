@@ -98,7 +98,12 @@ CHARTBREW_TEST_FAILURE: dict[str, Any] = {
 
 
 class ChartbrewConnectionInput(BaseModel):
-    """A Chartbrew connection body. Absent fields keep their value on PUT; `null` clears."""
+    """A Chartbrew connection body. Absent fields keep their value on PUT; `null` clears.
+
+    Closed: translate.KNOWN is exactly these fields (tests/api/test_openapi_fields.py).
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     model_config = ConfigDict(json_schema_extra={"examples": [CHARTBREW_INPUT]})
 
@@ -139,6 +144,17 @@ class ChartbrewConnectionInput(BaseModel):
     schema_: Any = Field(None, alias="schema", description="ignored: read-only")
     authentication: Any = Field(None, description="ignored")
     firebaseServiceAccount: Any = Field(None, description="ignored")
+    # What a read answers, so a client may send a read back: ignored.
+    id: Any = Field(None, description="ignored: the path names the connection")
+    project_ids: Any = Field(None, description="ignored")
+    oauth_id: Any = Field(None, description="ignored")
+    active: Any = Field(None, description="ignored")
+    hasPassword: Any = Field(None, description="ignored: read-only")
+    hasSslCa: Any = Field(None, description="ignored: read-only")
+    hasSslCert: Any = Field(None, description="ignored: read-only")
+    hasSslKey: Any = Field(None, description="ignored: read-only")
+    createdAt: Any = Field(None, description="ignored: read-only")
+    updatedAt: Any = Field(None, description="ignored: read-only")
 
 
 class ChartbrewColumn(BaseModel):

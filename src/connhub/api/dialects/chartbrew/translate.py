@@ -235,7 +235,8 @@ def _options(given: Mapping[str, Any], current: Connection | None, problems: dic
     raw = given.get("options", current.options if current else None)
     options = _one_object(raw if raw is not None else {})
     if not isinstance(options, Mapping):
-        return options  # a shape the domain refuses, naming `options`
+        problems["options"] = "must be an object or a list of single-key objects"
+        return _UNCHANGED
     if srv is None and current is not None and "srv" not in options:
         srv = current.options.get("srv") == "true"
     merged = {key: value for key, value in options.items() if key != "srv" or srv is None}

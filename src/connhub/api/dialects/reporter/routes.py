@@ -1,7 +1,6 @@
 """The Lerian Reporter dialect's routes: /v1/management/connections and /v1/data-sources.
 
-Thin: read the request, translate it (translate.py), call the service, answer. The body is already
-in canonical field names, so it goes to the service as it is.
+Thin: read the request, translate it (translate.py), call the service, answer.
 """
 
 from __future__ import annotations
@@ -88,7 +87,7 @@ async def create(request: Request, principal: Writer, service: ServiceDep) -> Js
     validate = VALIDATE.flag(request)
     product_name = validate_product_name(REQUIRED_PRODUCT.text(request))
     idempotency_key = validate_idempotency_key(IDEMPOTENCY.text(request))
-    body = translate.connection_body(await json_object(request))
+    body = translate.canonical_fields(await json_object(request))
     created = await service.create(
         principal.tenant, body, product_name, idempotency_key=idempotency_key, validate=validate
     )
@@ -128,7 +127,7 @@ async def unassigned(request: Request, principal: Reader, service: ServiceDep) -
     responses={200: {"model": TestReportOut}, **errors(400, 401, 403, 413, 415)},
 )
 async def test_unsaved(request: Request, principal: Writer, service: ServiceDep) -> Json:
-    report = await service.test_unsaved(translate.connection_body(await json_object(request)))
+    report = await service.test_unsaved(translate.canonical_fields(await json_object(request)))
     return Json(report.to_json())
 
 
@@ -172,7 +171,7 @@ async def get(id: str, principal: Reader, service: ServiceDep) -> Json:
 )
 async def patch(request: Request, id: str, principal: Writer, service: ServiceDep) -> Json:
     current = await service.get(principal.tenant, connection_id(id))
-    body = translate.connection_body(await json_object(request))
+    body = translate.canonical_patch(await json_object(request))
     return one(await service.update(principal.tenant, current, body, IF_MATCH.text(request)))
 
 

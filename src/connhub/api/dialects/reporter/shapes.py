@@ -6,9 +6,11 @@ and fuzzers know the contract. Responses are rendered by hand (translate.py) for
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import SkipJsonSchema
 
 from connhub.api.dialects.reporter.translate import SCHEMA_VALID
 from connhub.api.openapi import EXAMPLE_REQUEST_ID
@@ -110,40 +112,57 @@ class SshInput(Strict):
     jumpHost: JumpHostInput | None = None
 
 
+# What a connection string can stand for (domain.connection.URI_FIELDS, plus `type`: its scheme
+# names the engine). A body gives either these or a `connectionString`; the domain fills what the
+# string lacks from the explicit fields and names any field still missing.
+WITHOUT_URI = ("type", "host", "port", "databaseName", "userName", "password")
+
+
 class ConnectionInput(Strict):
-    model_config = ConfigDict(json_schema_extra={"examples": [CONNECTION_INPUT]})
+    """A connection to create or test. Either the explicit fields or a `connectionString`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [{"required": list(WITHOUT_URI)}, {"required": ["connectionString"]}],
+            "examples": [CONNECTION_INPUT],
+        },
+    )
 
     configName: str = Field(min_length=3, max_length=100)
-    type: EngineName
-    host: str = Field(max_length=253)
-    port: int = Field(ge=1, le=65535)
-    databaseName: str = Field(min_length=1, max_length=128)
-    userName: str = Field(min_length=1, max_length=128)
-    password: str = Field(min_length=1, max_length=1024, description="write-only")
+    # Not required (see anyOf), yet `null` is refused: SkipJsonSchema keeps None out of the schema.
+    type: EngineName | SkipJsonSchema[None] = None
+    host: str | SkipJsonSchema[None] = Field(None, max_length=253)
+    port: int | SkipJsonSchema[None] = Field(None, ge=1, le=65535)
+    databaseName: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=128)
+    userName: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=128)
+    password: str | SkipJsonSchema[None] = Field(None, min_length=1, max_length=1024, description="write-only")
     schema_: str | None = Field(None, alias="schema", min_length=1, max_length=128)
     ssl: SslInput | None = None
     metadata: dict[str, str] | None = Field(None, max_length=50)
     connectionString: str | None = Field(
-        None, description="URI instead of host/port/databaseName/userName/password"
+        None, description="URI instead of host/port/databaseName/userName/password (and type: its scheme)"
     )
     ssh: SshInput | None = Field(None, description="reach the database through an SSH bastion")
 
 
-class ConnectionUpdate(Strict):
-    model_config = ConfigDict(json_schema_extra={"examples": [CONNECTION_UPDATE]})
+class _UpdateBase(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CONNECTION_UPDATE]})
 
-    configName: str | None = Field(None, min_length=3, max_length=100)
-    type: EngineName | None = None
-    host: str | None = Field(None, max_length=253)
-    port: int | None = Field(None, ge=1, le=65535)
-    databaseName: str | None = Field(None, min_length=1, max_length=128)
-    userName: str | None = Field(None, min_length=1, max_length=128)
-    password: str | None = Field(None, min_length=1, max_length=1024)
-    schema_: str | None = Field(None, alias="schema", min_length=1, max_length=128)
-    ssl: SslInput | None = None
-    metadata: dict[str, str] | None = Field(None, max_length=50)
-    connectionString: str | None = None
-    ssh: SshInput | None = Field(None, description="merged into the stored block; null removes the tunnel")
+
+def _all_optional(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:
+    """`model` with every field optional and nullable (same constraints, aliases, descriptions)."""
+    fields: dict[str, Any] = {
+        field: (Optional[info.annotation], FieldInfo.merge_field_infos(info, default=None))  # noqa: UP045
+        for field, info in model.model_fields.items()
+    }
+    return create_model(name, __base__=_UpdateBase, __doc__=doc, **fields)
+
+
+# One field list for both bodies: a PATCH takes the same fields, each optional (`null` clears).
+ConnectionUpdate = _all_optional(
+    ConnectionInput, "ConnectionUpdate", "A patch: an absent field keeps its value, `null` clears it."
+)
 
 
 class SslOut(BaseModel):

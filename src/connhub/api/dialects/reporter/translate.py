@@ -1,8 +1,10 @@
 """The Reporter dialect's translations: pure functions of dicts and domain values.
 
-A Reporter body is already in canonical field names (the domain's vocabulary), so it goes to the
-service as it is; what this module translates is the rest of a request (ids, filters, mapped
-fields) and every answer, rendered in Reporter's shape (never a secret). No HTTP, no service, no I/O.
+A Reporter body uses canonical field names (the domain's vocabulary), but only those SPEC section 3
+defines (`FIELDS`): the domain also keeps Chartbrew's `options` and `subType`, which a Reporter body
+may not set (it would store what Reporter never shows). This module checks that, translates the
+rest of a request (ids, filters, mapped fields) and renders every answer in Reporter's shape (never
+a secret). No HTTP, no service, no I/O.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from connhub.api.dialects.formats import rfc3339, tables_json
-from connhub.domain.connection import Connection
+from connhub.domain.connection import Connection, validate_spec
 from connhub.domain.errors import ValidationFailed
 from connhub.domain.listing import Page
 from connhub.domain.reports import Table
@@ -24,9 +26,58 @@ SCHEMA_VALID = {
     "status": "success",
     "message": "Schema validated successfully. All datasources, tables, and fields exist.",
 }
+# The fields of a Reporter connection body (create, update, test), in canonical names. The OpenAPI
+# shapes document exactly these (tests/api/test_openapi_fields.py holds the two together).
+FIELDS = (
+    "configName",
+    "type",
+    "host",
+    "port",
+    "databaseName",
+    "userName",
+    "password",
+    "schema",
+    "ssl",
+    "metadata",
+    "connectionString",
+    "ssh",
+)
+UNKNOWN = "unknown field"
 
 
 # -- request -> domain values -------------------------------------------------------------------
+
+
+def canonical_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A whole connection body (create, test) as canonical fields; refuses fields Reporter lacks.
+
+    One 400 names every bad field: the unknown ones and what the domain says of the rest.
+    """
+    body = connection_body(body)
+    unknown = _unknown(body)
+    if unknown:
+        known = {name: value for name, value in body.items() if name in FIELDS}
+        raise ValidationFailed({**_domain_problems(known), **unknown})
+    return dict(body)
+
+
+def canonical_patch(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A PATCH body as a canonical patch (absent keeps, null clears); refuses fields Reporter lacks."""
+    if unknown := _unknown(body):
+        raise ValidationFailed(unknown)
+    return connection_body(dict(body))
+
+
+def _unknown(body: Mapping[str, Any]) -> dict[str, str]:
+    return {name: UNKNOWN for name in sorted(set(body) - set(FIELDS))}
+
+
+def _domain_problems(fields: Mapping[str, Any]) -> dict[str, str]:
+    try:
+        validate_spec(fields)
+    except ValidationFailed as error:
+        return error.fields
+    return {}
 
 
 def connection_id(raw: str) -> UUID:
@@ -36,7 +87,7 @@ def connection_id(raw: str) -> UUID:
         raise ValidationFailed({"id": "must be a UUID"}) from None
 
 
-def connection_body(body: dict[str, Any]) -> dict[str, Any]:
+def connection_body(body: Mapping[str, Any]) -> dict[str, Any]:
     """A connection body as Lerian's Go clients marshal it, in the domain's terms.
 
     Go's SSLInput has no `omitempty`: a client that sets only the mode sends `"ca": ""` with
@@ -46,7 +97,7 @@ def connection_body(body: dict[str, Any]) -> dict[str, Any]:
     """
     ssl = body.get("ssl")
     if not isinstance(ssl, dict):
-        return body
+        return dict(body)
     return {**body, "ssl": {name: value for name, value in ssl.items() if name == "mode" or value != ""}}
 
 
