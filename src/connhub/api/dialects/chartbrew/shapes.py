@@ -103,9 +103,7 @@ class ChartbrewConnectionInput(BaseModel):
     Closed: translate.KNOWN is exactly these fields (tests/api/test_openapi_fields.py).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    model_config = ConfigDict(json_schema_extra={"examples": [CHARTBREW_INPUT]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CHARTBREW_INPUT]})
 
     name: str | None = Field(None, description="= configName; 3-100 characters, unique in the team")
     type: str | None = Field(None, description=f"one of {SUPPORTED_TYPES}")
@@ -151,6 +149,10 @@ class ChartbrewConnectionInput(BaseModel):
     active: Any = Field(None, description="ignored")
     hasPassword: Any = Field(None, description="ignored: read-only")
     hasSslCa: Any = Field(None, description="ignored: read-only")
+    hasSshPassword: Any = Field(None, description="ignored: read-only")
+    hasSshPrivateKey: Any = Field(None, description="ignored: read-only")
+    hasSshPassphrase: Any = Field(None, description="ignored: read-only")
+    health: Any = Field(None, description="ignored: read-only (the scheduled health state)")
     hasSslCert: Any = Field(None, description="ignored: read-only")
     hasSslKey: Any = Field(None, description="ignored: read-only")
     createdAt: Any = Field(None, description="ignored: read-only")

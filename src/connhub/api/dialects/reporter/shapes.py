@@ -146,17 +146,14 @@ class ConnectionInput(Strict):
     ssh: SshInput | None = Field(None, description="reach the database through an SSH bastion")
 
 
-class _UpdateBase(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CONNECTION_UPDATE]})
-
-
 def _all_optional(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:
     """`model` with every field optional and nullable (same constraints, aliases, descriptions)."""
     fields: dict[str, Any] = {
         field: (Optional[info.annotation], FieldInfo.merge_field_infos(info, default=None))  # noqa: UP045
         for field, info in model.model_fields.items()
     }
-    return create_model(name, __base__=_UpdateBase, __doc__=doc, **fields)
+    config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CONNECTION_UPDATE]})
+    return create_model(name, __config__=config, __doc__=doc, **fields)
 
 
 # One field list for both bodies: a PATCH takes the same fields, each optional (`null` clears).

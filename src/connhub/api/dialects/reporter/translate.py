@@ -53,7 +53,7 @@ def canonical_fields(body: Mapping[str, Any]) -> dict[str, Any]:
 
     One 400 names every bad field: the unknown ones and what the domain says of the rest.
     """
-    body = connection_body(body)
+    body = connection_body(dict(body))
     unknown = _unknown(body)
     if unknown:
         known = {name: value for name, value in body.items() if name in FIELDS}
@@ -87,7 +87,7 @@ def connection_id(raw: str) -> UUID:
         raise ValidationFailed({"id": "must be a UUID"}) from None
 
 
-def connection_body(body: Mapping[str, Any]) -> dict[str, Any]:
+def connection_body(body: dict[str, Any]) -> dict[str, Any]:
     """A connection body as Lerian's Go clients marshal it, in the domain's terms.
 
     Go's SSLInput has no `omitempty`: a client that sets only the mode sends `"ca": ""` with
@@ -97,7 +97,7 @@ def connection_body(body: Mapping[str, Any]) -> dict[str, Any]:
     """
     ssl = body.get("ssl")
     if not isinstance(ssl, dict):
-        return dict(body)
+        return body
     return {**body, "ssl": {name: value for name, value in ssl.items() if name == "mode" or value != ""}}
 
 
