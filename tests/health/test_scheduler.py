@@ -229,7 +229,8 @@ async def test_a_certificate_about_to_expire_is_announced_once(
                 password="wire-pw",
                 schema=None,
                 ssl={"mode": "require"},
-                options={"authSource": "admin"},
+                # Driver options come through a connection string in the Reporter dialect (issue 12).
+                connectionString=f"mongodb://app:wire-pw@127.0.0.1:{wire.port}/shop?authSource=admin",
             )
             await hub.scheduler.run_once()
             view = await check_when_due(http, hub, clock, connection_id)
