@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from uuid import UUID
 
 from uuid6 import uuid7
@@ -26,6 +26,8 @@ from connhub.domain.connection import (
     SECRET_FIELDS,
     Connection,
     ConnectionSpec,
+    Stamp,
+    Versioned,
     apply_patch,
     spec_fields,
     validate_spec,
@@ -52,6 +54,31 @@ from connhub.probes.runner import ProbeRunner
 from connhub.row_writes import RowState, RowWrites
 from connhub.secrets import Binding, KeyRing, RequestDigests, SecretUnreadable, key_id_of
 from connhub.store.repository import IdempotencyRecord, Sealed, StoredSecret
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class RowCache(Protocol[T_co]):
+    """What a list answers each connection as, and the copies of it already made: a dialect's
+    rendered rows (`api/rendered.py`), or `DECODED` for the domain values themselves."""
+
+    def held(self, stamp: Stamp) -> T_co | None:
+        """The copy made of this version of the connection, if one is held."""
+
+    def keep(self, connection: Connection) -> T_co:
+        """The copy of `connection` (kept, if this cache keeps any)."""
+
+
+class _Decoded:
+    def held(self, stamp: Stamp) -> None:
+        return None
+
+    def keep(self, connection: Connection) -> Connection:
+        return connection
+
+
+DECODED: RowCache[Connection] = _Decoded()  # holds nothing: every row listed is read and decoded
 
 
 class ConnectionStore(Protocol):
@@ -80,7 +107,10 @@ class ConnectionStore(Protocol):
     async def get(self, tenant: str, connection_id: UUID) -> Connection: ...  # NotFound
     async def get_by_number(self, tenant: str, number: int) -> Connection: ...
     async def get_by_name(self, tenant: str, name: str) -> Connection: ...
-    async def list_connections(self, tenant: str, query: ListQuery) -> Page[Connection]: ...
+    async def list_stamps(self, tenant: str, query: ListQuery) -> Page[Stamp]: ...
+    async def get_many(self, tenant: str, numbers: Sequence[int]) -> list[Connection]:
+        """The live ones of `numbers`, in any order."""
+
     async def secrets(self, connection: Connection) -> dict[str, bytes]: ...
 
     async def replace(
@@ -256,19 +286,33 @@ class ConnectionService:
         except ValueError:
             return await self.repository.get_by_name(tenant, name_or_id)
 
-    async def list_connections(self, tenant: str, query: ListQuery) -> Page[Connection]:
-        return await self.repository.list_connections(tenant, query)
+    async def list_connections(self, tenant: str, query: ListQuery, rows: RowCache[T]) -> Page[T]:
+        """One page of `query`, each connection as `rows` holds it: a row is read from the store
+        only when `rows` has no copy of its current version (`DECODED` holds none)."""
+        stamps = await self.repository.list_stamps(tenant, query)
+        held = await self._held(tenant, stamps.items, rows)
+        return Page(held, stamps.page, stamps.limit, stamps.total, stamps.next_cursor)
 
-    async def list_every(self, tenant: str, sort_by: SortBy, sort_order: SortOrder) -> list[Connection]:
+    async def list_every(self, tenant: str, sort_by: SortBy, sort_order: SortOrder, rows: RowCache[T]) -> list[T]:
         """Every connection of `tenant` in this order, read a page of the most at a time (keyset paging)."""
         params = {"limit": str(MAX_LIMIT), "sortBy": sort_by, "sortOrder": sort_order}
-        found: list[Connection] = []
+        found: list[T] = []
         while True:
-            page = await self.list_connections(tenant, parse_list_query(params, {}, None))
+            page = await self.list_connections(tenant, parse_list_query(params, {}, None), rows)
             found.extend(page.items)
             if page.next_cursor is None:
                 return found
             params["cursor"] = page.next_cursor
+
+    async def _held(self, tenant: str, stamps: list[Stamp], rows: RowCache[T]) -> list[T]:
+        """`stamps` as `rows` holds them, the missing ones read in one go. A row deleted between the
+        two reads is left out; one updated between them is answered at its newer version."""
+        found = {stamp.number: held for stamp in stamps if (held := rows.held(stamp)) is not None}
+        missing = [stamp.number for stamp in stamps if stamp.number not in found]
+        if missing:
+            for connection in await self.repository.get_many(tenant, missing):
+                found[connection.number] = rows.keep(connection)
+        return [found[stamp.number] for stamp in stamps if stamp.number in found]
 
     # -- update, delete -----------------------------------------------------------------------
 
@@ -496,7 +540,7 @@ class ConnectionService:
         await self.schema_cache.put(connection, tables, schemas)
         return tables
 
-    def cached_schema(self, connection: Connection) -> list[Table] | None:
+    def cached_schema(self, connection: Versioned) -> list[Table] | None:
         """The tables the last test or schema read discovered, while cached; never a live read."""
         return self.schema_cache.get(connection)
 

@@ -9,14 +9,14 @@ not the filters (the store's own tests cover those).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from connhub.domain.connection import Connection, ConnectionSpec, normalized_text
+from connhub.domain.connection import Connection, ConnectionSpec, Stamp, normalized_text
 from connhub.domain.errors import IdempotencyKeyTaken, NameTaken, NotFound
 from connhub.domain.listing import ListQuery, Page
 from connhub.domain.ssh import SshSummary
@@ -83,7 +83,7 @@ class FakeRepository:
     async def get_by_name(self, tenant: str, name: str) -> Connection:
         return self._one(tenant, lambda row: normalized_text(row.connection.config_name) == normalized_text(name))
 
-    async def list_connections(self, tenant: str, query: ListQuery) -> Page[Connection]:
+    async def list_stamps(self, tenant: str, query: ListQuery) -> Page[Stamp]:
         if query.cursor or query.engine or query.host or query.database_name or query.config_name:
             raise NotImplementedError("the fake lists pages, not filters")
         items = [row.connection for row in self._live(tenant)]
@@ -96,7 +96,12 @@ class FakeRepository:
         if query.sort_order == "desc":
             items.reverse()
         start = (query.page - 1) * query.limit
-        return Page(items[start : start + query.limit], query.page, query.limit, len(items), None)
+        page = [c.stamp for c in items[start : start + query.limit]]
+        return Page(page, query.page, query.limit, len(items), None)
+
+    async def get_many(self, tenant: str, numbers: Sequence[int]) -> list[Connection]:
+        wanted = set(numbers)
+        return [row.connection for row in self._live(tenant) if row.connection.number in wanted]
 
     async def secrets(self, connection: Connection) -> dict[str, bytes]:
         row = self.rows[connection.number]

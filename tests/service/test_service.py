@@ -25,7 +25,7 @@ from connhub.domain.errors import (
 from connhub.domain.listing import ListQuery
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from connhub.secrets import KeyRing, new_key_entry
-from connhub.service import ConnectionService
+from connhub.service import DECODED, ConnectionService
 from tests.service.fakes import FakeRepository
 
 TENANT = "acme"
@@ -259,7 +259,7 @@ async def test_delete_wipes_the_secrets_and_hides_the_connection(
     with pytest.raises(NotFound):
         await service.get(TENANT, created.id)
     assert repository.rows[created.number].secrets == {}
-    assert (await service.list_connections(TENANT, ListQuery())).total == 0
+    assert (await service.list_connections(TENANT, ListQuery(), DECODED)).total == 0
 
 
 async def test_delete_with_a_stale_if_match_is_412_and_keeps_the_connection(service: ConnectionService) -> None:
@@ -279,7 +279,7 @@ async def test_assign_sets_the_product_once(service: ConnectionService) -> None:
     assert assigned.product_name == "reports"
     with pytest.raises(AlreadyAssigned):
         await service.assign(TENANT, assigned, "billing")
-    unassigned = await service.list_connections(TENANT, replace(ListQuery(), unassigned=True))
+    unassigned = await service.list_connections(TENANT, replace(ListQuery(), unassigned=True), DECODED)
     assert unassigned.total == 0
 
 

@@ -89,6 +89,6 @@ def test_get_by_name_uses_the_unique_name_index(unanalyzed_store: psycopg.Connec
 @pytest.mark.parametrize("sort_by", ["createdAt", "configName"])
 def test_a_first_page_reads_an_index_in_order(unanalyzed_store: psycopg.Connection[Any], sort_by: str) -> None:
     query = ListQuery(sort_by=sort_by)  # type: ignore[arg-type]
-    statement = repository._filtered("acme", query).order_by(*repository._order(query)).limit(51)
+    statement = repository._stamps_page(repository._filtered("acme", query), query)
     found = plan(unanalyzed_store, statement)
     assert "Seq Scan" not in found and "Sort" not in found.split("->")[0], found

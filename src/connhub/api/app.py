@@ -20,6 +20,7 @@ from connhub.api.dialects.reporter import routes as reporter
 from connhub.api.docs import install_docs
 from connhub.api.http import BodyLimit, BodyTooLarge, Hub, UnsupportedMediaType
 from connhub.api.openapi import install_openapi
+from connhub.api.rendered import RenderedRowCaches
 from connhub.api.responses import Json
 from connhub.config import Settings
 from connhub.health.scheduler import Clock
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         redoc_url=None,
     )
     app.state.hub = hub
+    app.state.rendered_rows = RenderedRowCaches()
     errors.install(app)
     app.add_exception_handler(BodyTooLarge, _too_large)
     app.add_exception_handler(UnsupportedMediaType, _not_json)

@@ -13,7 +13,7 @@ from typing import Protocol
 from uuid import UUID
 
 from connhub.config import Settings
-from connhub.domain.connection import Connection
+from connhub.domain.connection import Connection, Versioned
 from connhub.domain.reports import Table
 
 
@@ -26,7 +26,7 @@ class SchemaCache(Protocol):
     """Discovered tables by connection version; `schemas`: the other schemas read with its own
     (validate-schema may name `schema.table` keys), cached apart from the plain read."""
 
-    def get(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:
+    def get(self, connection: Versioned, schemas: tuple[str, ...] = ()) -> list[Table] | None:
         """This process's copy, without a network call (what a rendering may show in passing)."""
 
     async def lookup(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:

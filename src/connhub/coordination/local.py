@@ -8,7 +8,7 @@ from collections import OrderedDict, deque
 from contextlib import AbstractAsyncContextManager
 from uuid import UUID
 
-from connhub.domain.connection import Connection
+from connhub.domain.connection import Connection, Versioned
 from connhub.domain.errors import RateLimited
 from connhub.domain.reports import Table
 
@@ -47,7 +47,7 @@ class LocalSchemaCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[UUID, tuple[str, ...]], tuple[int, float, list[Table]]] = OrderedDict()
 
-    def get(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:
+    def get(self, connection: Versioned, schemas: tuple[str, ...] = ()) -> list[Table] | None:
         key = (connection.id, schemas)
         entry = self._entries.get(key)
         if entry is None:

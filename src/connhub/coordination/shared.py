@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from connhub.config import Settings
 from connhub.coordination import Coordination
 from connhub.coordination.local import WINDOW_S, LocalProbeSlots, LocalSchemaCache, limited
-from connhub.domain.connection import Connection
+from connhub.domain.connection import Connection, Versioned
 from connhub.domain.errors import SharedStateUnavailable
 from connhub.domain.reports import Column, Table
 
@@ -138,7 +138,7 @@ class RedisSchemaCache:
         self._ttl_ms = int(ttl_s * 1000)
         self._local = LocalSchemaCache(ttl_s)
 
-    def get(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:
+    def get(self, connection: Versioned, schemas: tuple[str, ...] = ()) -> list[Table] | None:
         return self._local.get(connection, schemas)
 
     async def lookup(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:

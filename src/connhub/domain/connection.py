@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from connhub.domain import connstring, pem
@@ -126,6 +126,28 @@ class Connection:
     @property
     def etag(self) -> str:
         return f'"{self.id.hex}.{self.version}"'
+
+    @property
+    def stamp(self) -> Stamp:
+        return Stamp(self.id, self.number, self.version)
+
+
+class Versioned(Protocol):
+    """Anything that names one version of one connection (a `Connection`, a `Stamp`)."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def version(self) -> int: ...
+
+
+class Stamp(NamedTuple):
+    """Which connection, at which version: what a list reads first, so that a copy already
+    rendered at that version (every change bumps it) is used instead of reading the row again."""
+
+    id: UUID
+    number: int
+    version: int
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
@@ -43,10 +43,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from connhub.domain.connection import Connection, ConnectionSpec, SslMode, SslSummary, normalized_text
+from connhub.domain.connection import Connection, ConnectionSpec, SslMode, SslSummary, Stamp, normalized_text
 from connhub.domain.engines import Engine
 from connhub.domain.errors import NameTaken, NotFound, StoreUnavailable
-from connhub.domain.listing import Cursor, ListQuery, Page
+from connhub.domain.listing import MAX_LIMIT, Cursor, ListQuery, Page
 from connhub.domain.ssh import SshSummary
 from connhub.store.batching import Batcher
 from connhub.store.group_commit import GroupCommit, NewConnection
@@ -284,14 +284,11 @@ class ConnectionRepository:
             raise NotFound("connection not found")
         return _to_connection(row._mapping)
 
-    async def list_connections(self, tenant: str, query: ListQuery) -> Page[Connection]:
+    async def list_stamps(self, tenant: str, query: ListQuery) -> Page[Stamp]:
+        """One page of `query` as stamps (id, number, version): the caller reads the rows it lacks
+        with `get_many`, so a list costs a row's decoding only where its copy is stale."""
         filtered = _filtered(tenant, query)
-        order = _order(query)
-        page_query = filtered.order_by(*order).limit(query.limit + 1)
-        if query.cursor:
-            page_query = page_query.where(_after(query.cursor))
-        else:
-            page_query = page_query.offset((query.page - 1) * query.limit)
+        page_query = _stamps_page(filtered, query)
         count_query = select(func.count()).select_from(filtered.subquery())
         totals_key, generation = ListTotals.key(tenant, query), self._totals.generation(tenant)
         total = await self._totals.get(totals_key)
@@ -311,9 +308,19 @@ class ConnectionRepository:
         if total is None:
             async with self._read() as conn:
                 total = (await conn.execute(count_query)).scalar_one()
-        items = [_to_connection(row._mapping) for row in rows[: query.limit]]
-        next_cursor = _cursor_after(items[-1], query) if len(rows) > query.limit else None
+        items = [Stamp(row[0], row[1], row[2]) for row in rows[: query.limit]]  # _STAMP_COLUMNS' order
+        next_cursor = _cursor_after(rows[query.limit - 1], query) if len(rows) > query.limit else None
         return Page(items, query.page, query.limit, total, next_cursor)
+
+    async def get_many(self, tenant: str, numbers: Sequence[int]) -> list[Connection]:
+        """The live connections of `tenant` among `numbers`, in no particular order (one SELECT per
+        page of them, by the unique key, as batched gets read)."""
+        found: list[Connection] = []
+        for start in range(0, len(numbers), MAX_LIMIT):
+            wanted = [(tenant, number) for number in numbers[start : start + MAX_LIMIT]]
+            rows = await self._get_batch(_BY_NUMBERS, "number", wanted)
+            found.extend(row for row in rows if isinstance(row, Connection))
+        return found
 
     async def secrets(self, connection: Connection) -> dict[str, bytes]:
         """The sealed secrets of `connection`, by field (batched with concurrent reads, like gets)."""
@@ -517,6 +524,14 @@ _RESEAL_IF_UNCHANGED = (
 # By id alone, so the unique index on id is the only plan: with tenant and deleted_at in the WHERE,
 # a PostgreSQL without statistics (autovacuum off, or a fresh restore) walked the tenant's partial
 # index and filtered every row of the tenant (~34 ms at 100,000 rows instead of ~0.1 ms).
+# What a list reads of each row: its stamp, and the sort keys its next cursor is made of.
+_STAMP_COLUMNS = (
+    connections.c.id,
+    connections.c.number,
+    connections.c.version,
+    connections.c.created_at,
+    connections.c.name_key,
+)
 _BY_IDS = select(connections).where(connections.c.id.in_(bindparam("keys", expanding=True)))
 _SECRETS_OF = select(
     connection_secrets.c.connection_number, connection_secrets.c.field, connection_secrets.c.ciphertext
@@ -582,6 +597,14 @@ def _sort_column(query: ListQuery) -> Any:
     return connections.c.created_at if query.sort_by == "createdAt" else connections.c.name_key
 
 
+def _stamps_page(filtered: Select[Any], query: ListQuery) -> Select[Any]:
+    """The stamps of one page of `filtered` (and one more row: whether a next page exists)."""
+    page = filtered.with_only_columns(*_STAMP_COLUMNS).order_by(*_order(query)).limit(query.limit + 1)
+    if query.cursor:
+        return page.where(_after(query.cursor))
+    return page.offset((query.page - 1) * query.limit)
+
+
 def _order(query: ListQuery) -> list[Any]:
     column = _sort_column(query)
     if query.sort_order == "asc":
@@ -604,8 +627,8 @@ def _after(cursor: Cursor) -> ColumnElement[bool]:
     return position < (value, cursor.number)
 
 
-def _cursor_after(last: Connection, query: ListQuery) -> str:
-    value = last.created_at.isoformat() if query.sort_by == "createdAt" else normalized_text(last.config_name)
+def _cursor_after(last: Row[Any, Any, Any, Any, Any], query: ListQuery) -> str:
+    value = last.created_at.isoformat() if query.sort_by == "createdAt" else last.name_key
     return Cursor(query.sort_by, query.sort_order, value, last.number).encode()
 
 

@@ -6,9 +6,10 @@ tenant (tenancy.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+import orjson
+from fastapi import APIRouter, Depends, Request
 
 from connhub.api.deps import HealthDep, ServiceDep
 from connhub.api.dialects.chartbrew.shapes import (
@@ -30,7 +31,9 @@ from connhub.api.dialects.chartbrew.translate import (
     canonical_fields,
     duplicate_name,
     in_chartbrew_terms,
+    live_fields,
     render,
+    render_stored,
     test_answer,
     test_with_files_body,
     unsaved_test_body,
@@ -40,6 +43,7 @@ from connhub.api.errors import problem_answer
 from connhub.api.http import json_object
 from connhub.api.multipart import read_parts
 from connhub.api.openapi import errors, json_body
+from connhub.api.rendered import RawJson, Rendered, RenderedRows, json_array, rows_of, with_fields
 from connhub.api.responses import Json
 from connhub.domain.connection import Connection
 from connhub.domain.errors import TestFailed
@@ -53,6 +57,7 @@ UNKNOWN = HealthState.UNKNOWN
 router = APIRouter(tags=["Connections (Chartbrew)"])
 TEAM = "/team/{team_id}/connections"
 ONE = TEAM + "/{connection_id}"
+ListedRows = Annotated[RenderedRows, Depends(rows_of(render_stored))]
 
 
 async def one(connection: Connection, service: ConnectionService, health: HealthMonitor) -> Json:
@@ -80,15 +85,24 @@ async def create(request: Request, principal: TeamWriter, service: ServiceDep, h
     summary="List the team's connections, newest first",
     responses={200: {"model": list[ChartbrewConnection]}, **errors(400, 401, 403, 503)},
 )
-async def list_connections(principal: TeamReader, service: ServiceDep, health: HealthDep) -> Json:
-    every = await service.list_every(principal.tenant, "createdAt", "desc")
+async def list_connections(principal: TeamReader, service: ServiceDep, health: HealthDep, rows: ListedRows) -> RawJson:
+    every = await service.list_every(principal.tenant, "createdAt", "desc", rows)
     states = await health.states(principal.tenant)
-    return Json(
-        [
-            render(connection, service.cached_schema(connection), states.get(connection.number, UNKNOWN).value)
-            for connection in every
-        ]
-    )
+    no_schema: dict[HealthState, bytes] = {}  # the live fields of most rows: no cached schema
+
+    def live(tables: list[Table] | None, state: HealthState) -> bytes:
+        return b"," + orjson.dumps(live_fields(tables, state.value))[1:-1]
+
+    def answered(row: Rendered) -> bytes:
+        state = states.get(row.stamp.number, UNKNOWN)
+        tables = service.cached_schema(row.stamp)
+        if tables is not None:
+            return with_fields(row, live(tables, state))
+        if state not in no_schema:
+            no_schema[state] = live(None, state)
+        return with_fields(row, no_schema[state])
+
+    return RawJson(json_array(answered(row) for row in every))
 
 
 @router.get(

@@ -324,6 +324,12 @@ def _ssl_on(connection: Connection) -> bool:
 def render(connection: Connection, tables: list[Table] | None, health: str = "unknown") -> dict[str, Any]:
     """A connection in Chartbrew's shape; `tables`: its cached discovered schema, if any; `health`:
     its scheduled health state (up, down, unknown)."""
+    return {**render_stored(connection), **live_fields(tables, health)}
+
+
+def render_stored(connection: Connection) -> dict[str, Any]:
+    """The part of Chartbrew's shape that only a stored change (a new version) changes; a list
+    keeps it rendered per version (`api/rendered.py`) and adds `live_fields` to each."""
     ssl = connection.ssl
     return {
         "id": connection.number,
@@ -348,11 +354,14 @@ def render(connection: Connection, tables: list[Table] | None, health: str = "un
         "hasSslCert": bool(ssl and ssl.has_cert),
         "hasSslKey": bool(ssl and ssl.has_key),
         **_tunnel_answer(connection.ssh),
-        "schema": schema_json(tables),
         "createdAt": rfc3339(connection.created_at),
         "updatedAt": rfc3339(connection.updated_at),
-        "health": health,
     }
+
+
+def live_fields(tables: list[Table] | None, health: str) -> dict[str, Any]:
+    """The fields that change without a stored change: the cached schema and the health state."""
+    return {"schema": schema_json(tables), "health": health}
 
 
 def _tunnel_answer(ssh: SshSummary | None) -> dict[str, Any]:

@@ -6,8 +6,9 @@ Thin: read the request, translate it (translate.py), call the service, answer.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from connhub.api.auth import WRITE
@@ -17,13 +18,16 @@ from connhub.api.dialects.reporter.translate import connection_id
 from connhub.api.http import json_object
 from connhub.api.openapi import errors, json_body
 from connhub.api.params import Parameter, documented
+from connhub.api.rendered import RawJson, Rendered, RenderedRows, json_object_with, rows_of
 from connhub.api.responses import Json
 from connhub.api.shapes import TestReportOut
 from connhub.domain.connection import PRODUCT_NAME, Connection, validate_idempotency_key, validate_product_name
 from connhub.domain.engines import Engine
-from connhub.domain.listing import MAX_LIMIT, MAX_PAGE, parse_list_query
+from connhub.domain.listing import MAX_LIMIT, MAX_PAGE, Page, parse_list_query
+from connhub.service import DECODED
 
 router = APIRouter(tags=["Connections (Reporter)"])
+ListedRows = Annotated[RenderedRows, Depends(rows_of(translate.render))]
 BASE = "/v1/management/connections"
 
 PRODUCT = Parameter(
@@ -100,13 +104,13 @@ async def create(request: Request, principal: Writer, service: ServiceDep) -> Js
     openapi_extra=documented(*LIST_FILTERS),
     responses={200: {"model": shapes.ConnectionList}, **errors(400, 401, 403, 503)},
 )
-async def list_connections(request: Request, principal: Reader, service: ServiceDep) -> Json:
+async def list_connections(request: Request, principal: Reader, service: ServiceDep, rows: ListedRows) -> RawJson:
     params = dict(request.query_params)
     metadata = translate.metadata_filters(params)
     product = PRODUCT.text(request)
     product_name = validate_product_name(product) if product is not None else None
     query = parse_list_query(params, metadata, product_name)
-    return Json(translate.render_page(await service.list_connections(principal.tenant, query)))
+    return _page(await service.list_connections(principal.tenant, query, rows))
 
 
 @router.get(
@@ -115,9 +119,14 @@ async def list_connections(request: Request, principal: Reader, service: Service
     openapi_extra=documented(PAGE, LIMIT, SORT_ORDER),
     responses={200: {"model": shapes.ConnectionList}, **errors(400, 401, 403, 503)},
 )
-async def unassigned(request: Request, principal: Reader, service: ServiceDep) -> Json:
+async def unassigned(request: Request, principal: Reader, service: ServiceDep, rows: ListedRows) -> RawJson:
     query = replace(parse_list_query(translate.paging(request.query_params), {}, None), unassigned=True)
-    return Json(translate.render_page(await service.list_connections(principal.tenant, query)))
+    return _page(await service.list_connections(principal.tenant, query, rows))
+
+
+def _page(found: Page[Rendered]) -> RawJson:
+    items = (rendered.json for rendered in found.items)
+    return RawJson(json_object_with("items", items, translate.page_fields(found)))
 
 
 @router.post(
@@ -237,7 +246,7 @@ async def assign(request: Request, id: str, principal: Writer, service: ServiceD
     responses={200: {"model": list[shapes.DataSource]}, **errors(401, 403, 503)},
 )
 async def data_sources(principal: Reader, service: ServiceDep) -> Json:
-    every = await service.list_every(principal.tenant, "configName", "asc")
+    every = await service.list_every(principal.tenant, "configName", "asc", DECODED)
     return Json([translate.data_source(connection) for connection in every])
 
 

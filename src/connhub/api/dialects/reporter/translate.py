@@ -165,14 +165,9 @@ def render(connection: Connection) -> dict[str, Any]:
     return body
 
 
-def render_page(found: Page[Connection]) -> dict[str, Any]:
-    return {
-        "items": [render(item) for item in found.items],
-        "page": found.page,
-        "limit": found.limit,
-        "total": found.total,
-        "nextCursor": found.next_cursor,
-    }
+def page_fields(found: Page[Any]) -> dict[str, Any]:
+    """A list answer's fields beside `items` (the items are rendered one by one: `render`)."""
+    return {"page": found.page, "limit": found.limit, "total": found.total, "nextCursor": found.next_cursor}
 
 
 def render_schema(connection: Connection, tables: list[Table]) -> dict[str, Any]:

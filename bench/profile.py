@@ -1,0 +1,111 @@
+"""Where one request's CPU goes: `python -m bench.profile cb_list_full --rows 2000`.
+
+The app runs in this process (as the tests run it, over httpx's ASGI transport) on a fresh,
+migrated PostgreSQL database, filled through the API with the load generator's bodies. Then the
+named request is sent `--requests` times, one after another, under cProfile; the table gives the
+CPU per request (process time, so the machine's other load does not count) and the functions that
+spent it. The store server's own CPU is not in it: that is the full benchmark's `store ms` column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from bench import scenarios
+from bench.options import PG_ADMIN_URL
+from bench.server import clean_environment, generate_key
+from bench.stores import postgres_database
+from connhub.api.app import create_app
+from connhub.config import Settings
+
+PRODUCT = {"X-Product-Name": scenarios.PRODUCT}
+Request = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
+
+
+def _requests(ids: list[str], numbers: list[int]) -> dict[str, Request]:
+    team = scenarios.chartbrew_connections(scenarios.CHARTBREW_TEAM)
+    return {
+        "health": lambda http, _n: http.get("/health"),  # the floor: the HTTP stack and this client
+        "get": lambda http, n: http.get(f"{scenarios.CONNECTIONS}/{ids[n % len(ids)]}"),
+        "list_first": lambda http, _n: http.get(scenarios.CONNECTIONS, params={"limit": "50"}),
+        "cb_get": lambda http, n: http.get(f"{team}/{numbers[n % len(numbers)]}"),
+        "cb_list_full": lambda http, _n: http.get(team),
+        "create": lambda http, n: http.post(
+            scenarios.CONNECTIONS, json=scenarios.create_body(f"profile-{n:07d}"), headers=PRODUCT
+        ),
+        "patch": lambda http, n: http.patch(
+            f"{scenarios.CONNECTIONS}/{ids[n % len(ids)]}", json={"metadata": {"rev": str(n)}}
+        ),
+    }
+
+
+async def _fill(http: httpx.AsyncClient, rows: int) -> tuple[list[str], list[int]]:
+    """`rows` connections, half through each dialect (the Chartbrew ones in its bench team)."""
+    ids: list[str] = []
+    numbers: list[int] = []
+    team = scenarios.chartbrew_connections(scenarios.CHARTBREW_TEAM)
+    for n in range(rows):
+        if n % 2:
+            answer = await http.post(team, json=scenarios.chartbrew_body(f"fill-cb-{n:07d}"))
+            numbers.append(answer.raise_for_status().json()["id"])
+        else:
+            body = scenarios.create_body(f"fill-{n:07d}")
+            answer = await http.post(scenarios.CONNECTIONS, json=body, headers=PRODUCT)
+            ids.append(answer.raise_for_status().json()["id"])
+    return ids, numbers
+
+
+async def _profile(url: str, name: str, rows: int, count: int, top: int, callers: str | None) -> None:
+    settings = Settings(database_url=url, encryption_keys=generate_key(), log_level="WARNING")
+    app = create_app(settings)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://connhub") as http:
+            ids, numbers = await _fill(http, rows)
+            send = _requests(ids, numbers)[name]
+            for n in range(min(count, 20)):  # warm caches and code paths
+                (await send(http, n)).raise_for_status()
+            started = time.process_time()
+            for n in range(count):
+                (await send(http, n)).raise_for_status()
+            spent = time.process_time() - started
+            profiler = cProfile.Profile(time.process_time)
+            profiler.enable()
+            for n in range(count):
+                (await send(http, n)).raise_for_status()
+            profiler.disable()
+    finally:
+        await app.state.hub.close()
+    print(f"{name}: {rows:,} rows, {count} requests, {spent / count * 1000:.2f} ms CPU per request (then profiled:)")
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
+    stats.print_stats(top)
+    if callers:
+        stats.print_callers(callers)
+    print(out.getvalue())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
+    parser.add_argument("request", choices=sorted(_requests([], [])))
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--callers", help="also print who called the functions matching this regex")
+    parser.add_argument("--pg-admin-url", default=os.environ.get("BENCH_PG_ADMIN_URL", PG_ADMIN_URL))
+    args = parser.parse_args()
+    with postgres_database(args.pg_admin_url, clean_environment({})) as url:
+        asyncio.run(_profile(url, args.request, args.rows, args.requests, args.top, args.callers))
+
+
+if __name__ == "__main__":
+    main()
