@@ -9,6 +9,7 @@ not the filters (the store's own tests cover those).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,7 @@ class FakeRepository:
         self.rows: dict[int, Row] = {}  # by number, in creation order
         self.idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
         self.checks: dict[str, str] = {}  # key id -> check value (the key_checks table)
+        self.rows_read: list[int] = []  # the numbers of the rows lists read whole (get_many)
 
     # -- create -------------------------------------------------------------------------------
 
@@ -100,8 +102,11 @@ class FakeRepository:
         return Page(page, query.page, query.limit, len(items), None)
 
     async def get_many(self, tenant: str, numbers: Sequence[int]) -> list[Connection]:
+        await asyncio.sleep(0)  # a store's round trip: other requests run meanwhile
         wanted = set(numbers)
-        return [row.connection for row in self._live(tenant) if row.connection.number in wanted]
+        found = [row.connection for row in self._live(tenant) if row.connection.number in wanted]
+        self.rows_read.extend(connection.number for connection in found)
+        return found
 
     async def secrets(self, connection: Connection) -> dict[str, bytes]:
         row = self.rows[connection.number]

@@ -11,8 +11,10 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 
+from connhub.api.rendered import RenderedRows
 from connhub.domain.connection import Connection
 from connhub.domain.errors import (
     AlreadyAssigned,
@@ -316,3 +318,20 @@ async def test_secrets_under_a_key_not_loaded_are_counted_and_named(repository: 
 
     assert (await without_old.rotate_keys()).unreadable == {"old": 1}
     assert await without_old.missing_key_ids() == ["old"]
+
+
+async def test_concurrent_lists_read_each_stale_row_once(
+    service: ConnectionService, repository: FakeRepository
+) -> None:
+    made = [await service.create(TENANT, body(configName=f"db-{n}"), "app") for n in range(3)]
+    rows = RenderedRows(lambda connection: {"name": connection.config_name})
+
+    pages = await asyncio.gather(*(service.list_connections(TENANT, ListQuery(), rows) for _ in range(8)))
+    assert [[orjson.loads(r.json)["name"] for r in page.items] for page in pages] == [["db-2", "db-1", "db-0"]] * 8
+    assert sorted(repository.rows_read) == sorted(c.number for c in made)  # each once, not 8 times
+
+    await service.update(TENANT, made[0], {"configName": "renamed"})
+    page = await service.list_connections(TENANT, ListQuery(), rows)
+    assert [orjson.loads(r.json)["name"] for r in page.items] == ["db-2", "db-1", "renamed"]
+    assert repository.rows_read[-1] == made[0].number and len(repository.rows_read) == 4
+    assert len(service._list_reads) == 0  # no tenant's turn is left behind

@@ -33,6 +33,8 @@ class Rendered(NamedTuple):
 class RenderedRows:
     """The rendered rows of one render function (a `service.RowCache`)."""
 
+    keeps_copies = True
+
     def __init__(self, render: Render, max_rows: int = MAX_ROWS) -> None:
         self._render = render
         self._max_rows = max_rows
