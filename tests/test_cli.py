@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from connhub.secrets import KeyRing, new_key_entry
+from connhub.store.migrate import migrate
 from connhub.store.revision import HEAD
-from connhub.store.schema import migrate
 from tests.conftest import PG_ADMIN_URL
 from tests.support.migrations import rewind
 from tests.support.servers import free_port, require_server

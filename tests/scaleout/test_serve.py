@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from connhub.secrets import new_key_entry
-from connhub.store.schema import migrate
+from connhub.store.migrate import migrate
 from tests.conftest import PG_ADMIN_URL
 from tests.scaleout.conftest import REDIS_URL
 from tests.support.reliability import connhub_serve, run_cli

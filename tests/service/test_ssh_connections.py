@@ -22,8 +22,8 @@ from connhub.probes.runner import ProbePolicy, ProbeRunner
 from connhub.secrets import KeyRing, new_key_entry
 from connhub.service import ConnectionService
 from connhub.store.repository import ConnectionRepository
-from connhub.store.schema import sync_url
 from connhub.store.tables import connection_secrets
+from connhub.store.urls import sync_url
 from tests.support.servers import require_server
 from tests.support.ssh_server import Bastion, client_key, host_key, public_line
 from tests.support.store_contents import store_bytes

@@ -52,7 +52,6 @@ from connhub.store.batching import Batcher
 from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.group_update import GroupUpdate, PendingUpdate
 from connhub.store.revision import RevisionWatch
-from connhub.store.schema import async_url
 from connhub.store.tables import (
     DATABASE_NOW,
     connection_health,
@@ -62,6 +61,7 @@ from connhub.store.tables import (
     key_checks,
 )
 from connhub.store.totals import ListTotals
+from connhub.store.urls import async_url
 
 Sealed = Mapping[str, tuple[str, bytes]]  # field -> (key id, ciphertext)
 GET_BATCH = 128  # ids per SELECT

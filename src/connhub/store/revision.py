@@ -14,7 +14,7 @@ from sqlalchemy import Connection, create_engine, inspect, pool, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from connhub.store.schema import sync_url
+from connhub.store.urls import sync_url
 
 # The newest migration's revision id. tests/store/test_revision.py checks it against Alembic's head,
 # so a new migration that forgets to move it fails there, not in production.
