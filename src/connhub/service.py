@@ -464,7 +464,7 @@ class ConnectionService:
 
     async def read_unsaved_schema(self, fields: Mapping[str, Any]) -> list[Table] | None:
         """The tables of an unsaved connection (nothing is stored or cached); None if unreadable."""
-        tables, _ = await self.probes.read_schema(_target(validate_spec(fields)))
+        tables, _ = await self.probes.discover_tables(_target(validate_spec(fields)))
         return tables
 
     async def schema(
@@ -483,7 +483,7 @@ class ConnectionService:
         except SecretsUnavailable as error:
             report = failure_report(ErrorCategory.DECRYPT_FAILED, error.message)
             raise TestFailed("the stored secrets cannot be opened", report) from None
-        tables, report = await self.probes.read_schema(dataclasses.replace(_target(spec), schemas=schemas))
+        tables, report = await self.probes.discover_tables(dataclasses.replace(_target(spec), schemas=schemas))
         self.audit.record(
             tenant,
             Action.SCHEMA_READ,
@@ -741,7 +741,7 @@ def _target(spec: ConnectionSpec) -> ProbeTarget:
         database=spec.database_name,
         user=spec.user_name,
         password=spec.password,
-        schema=spec.schema,
+        schema_name=spec.schema,
         ssl=ssl,
         options=spec.options,
         ssh=_route(spec.ssh) if spec.ssh is not None else None,

@@ -38,7 +38,7 @@ from connhub.probes.support import (
     VERIFYING_MODES,
     load_client_certificate,
     record_tls,
-    tables_from_rows,
+    tables_from_catalog_rows,
     time_left,
 )
 
@@ -59,10 +59,10 @@ class MysqlProbe:
     async def test(self, target: ProbeTarget, ctx: ProbeContext) -> None:
         await run_blocking(Engine.MYSQL, _with_connection, target, ctx, _ping)
 
-    async def read_schema(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
-        database = target.schema or target.database
+    async def discover_tables(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
+        database = target.schema_name or target.database
         rows = await run_blocking(Engine.MYSQL, _with_connection, target, ctx, lambda c: _columns(c, database))
-        return tables_from_rows(rows)
+        return tables_from_catalog_rows(rows)
 
 
 PROBE = MysqlProbe()
