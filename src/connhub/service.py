@@ -19,8 +19,8 @@ from uuid import UUID
 from uuid6 import uuid7
 
 from connhub.audit import Action, AuditLog, NoAudit
-from connhub.coordination import RateLimiter, SchemaCache
-from connhub.coordination.local import LocalRateLimiter, LocalSchemaCache
+from connhub.coordination import RateLimiter, TablesCache
+from connhub.coordination.local import LocalRateLimiter, LocalTablesCache
 from connhub.domain import connstring, mapping
 from connhub.domain.connection import (
     SECRET_FIELDS,
@@ -161,7 +161,7 @@ class ConnectionService:
         probes: ProbeRunner,
         *,
         rate_limiter: RateLimiter | None = None,
-        schema_cache: SchemaCache | None = None,
+        tables_cache: TablesCache | None = None,
         digests: RequestDigests | None = None,
         audit: AuditLog | None = None,
     ) -> None:
@@ -172,7 +172,7 @@ class ConnectionService:
         self.audit: AuditLog = audit or NoAudit()
         # Shared by every replica when CONNHUB_REDIS_URL is set (connhub.coordination).
         self.rate_limiter = rate_limiter or LocalRateLimiter(10)
-        self.schema_cache = schema_cache or LocalSchemaCache(300.0)
+        self.tables_cache = tables_cache or LocalTablesCache(300.0)
         self._row_writes: RowWrites[RowWrite, Written, Written] = RowWrites(self._serve_row)
 
     # -- create -------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ class ConnectionService:
     ) -> Connection:
         write = RowWrite(connection, if_match, patch=patch, ssh_credentials_later=ssh_credentials_later)
         written = await self._row_writes.submit(connection.id, write)
-        await self.schema_cache.drop(connection.id)
+        await self.tables_cache.drop(connection.id)
         return written.connection
 
     async def attach_ssl_files(
@@ -317,7 +317,7 @@ class ConnectionService:
 
     async def delete(self, tenant: str, connection: Connection, if_match: str | None = None) -> None:
         await self._row_writes.submit(connection.id, RowWrite(connection, if_match, delete=True))
-        await self.schema_cache.drop(connection.id)
+        await self.tables_cache.drop(connection.id)
         self.audit.record(tenant, Action.DELETE, connection.id)
 
     async def assign(self, tenant: str, connection: Connection, product_name: str) -> Connection:
@@ -462,12 +462,12 @@ class ConnectionService:
     async def test_unsaved(self, fields: Mapping[str, Any]) -> TestReport:
         return await self.probes.test(_target(validate_spec(fields)))
 
-    async def read_unsaved_schema(self, fields: Mapping[str, Any]) -> list[Table] | None:
+    async def discover_unsaved_tables(self, fields: Mapping[str, Any]) -> list[Table] | None:
         """The tables of an unsaved connection (nothing is stored or cached); None if unreadable."""
         tables, _ = await self.probes.discover_tables(_target(validate_spec(fields)))
         return tables
 
-    async def schema(
+    async def discover_tables(
         self, tenant: str, connection: Connection, refresh: bool = False, schemas: tuple[str, ...] = ()
     ) -> list[Table]:
         """The connection's tables (and those of the other `schemas`, named `schema.table`): cached,
@@ -475,7 +475,7 @@ class ConnectionService:
         a minute, as a test does."""
         if refresh:
             await self.rate_limiter.take(tenant, connection.id)
-        elif (cached := await self.schema_cache.lookup(connection, schemas)) is not None:
+        elif (cached := await self.tables_cache.lookup(connection, schemas)) is not None:
             self.audit.record(tenant, Action.SCHEMA_READ, connection.id, details={"source": "cache"})
             return cached
         try:
@@ -493,12 +493,12 @@ class ConnectionService:
         if tables is None:
             raise TestFailed("the database could not be read", report)
         connection = await self._trust_on_first_use(connection, spec, report)
-        await self.schema_cache.put(connection, tables, schemas)
+        await self.tables_cache.put(connection, tables, schemas)
         return tables
 
-    def cached_schema(self, connection: Connection) -> list[Table] | None:
-        """The tables the last test or schema read discovered, while cached; never a live read."""
-        return self.schema_cache.get(connection)
+    def cached_tables(self, connection: Connection) -> list[Table] | None:
+        """The tables the last discovery found (a test's or a read's), while cached; never a live read."""
+        return self.tables_cache.get(connection)
 
     async def _trust_on_first_use(self, connection: Connection, spec: ConnectionSpec, report: TestReport) -> Connection:
         """After a successful test through a tunnel, record the host keys seen where none was trusted.
@@ -514,7 +514,7 @@ class ConnectionService:
         recorded = await self.repository.record_ssh_host_keys(connection, trusted.ssh.summary, utc_now())
         if recorded is None:
             return connection
-        await self.schema_cache.drop(connection.id)
+        await self.tables_cache.drop(connection.id)
         return recorded
 
     async def validate_schema(self, tenant: str, mapped_fields: mapping.MappedFields) -> None:
@@ -536,7 +536,8 @@ class ConnectionService:
         except NotFound:
             return [mapping.Finding(mapping.FindingType.DATA_SOURCE_NOT_FOUND, source)]
         try:
-            discovered = await self.schema(tenant, connection, schemas=mapping.schemas_named(connection, tables))
+            others = mapping.schemas_named(connection, tables)
+            discovered = await self.discover_tables(tenant, connection, schemas=others)
         except TestFailed:
             return [mapping.Finding(mapping.FindingType.DATA_SOURCE_DOWN, source)]
         return mapping.findings(connection, source, tables, discovered)

@@ -186,7 +186,7 @@ async def test_no_ssh_secret_in_a_report_a_log_line_or_the_store(
         await service.test_unsaved(fields(bastion, password="wrong-" + SSH_PASSWORD, privateKey=None, passphrase=None)),
         await service.test_unsaved({**fields(bastion), "port": 1}),
     ]
-    tables = await service.schema("t1", await service.get("t1", created.id), refresh=True)
+    tables = await service.discover_tables("t1", await service.get("t1", created.id), refresh=True)
     assert tables is not None
     assert [report.status for report in reports] == ["success", "failure", "failure"]
     logged = "\n".join(record.getMessage() for record in caplog.records)

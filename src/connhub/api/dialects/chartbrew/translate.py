@@ -395,7 +395,7 @@ def schema_json(tables: list[Table] | None) -> dict[str, Any] | None:
 
 
 def test_answer(report: TestReport, tables: list[Table] | None = None) -> dict[str, Any]:
-    """A test's answer: the report, `success`, and the schema read after a successful one. The
+    """A test's answer: the report, `success`, and the tables discovered after a successful one. The
     report's field to fix is named as Chartbrew names it (sshPassword, dbName...). A failed one is a
     400 (FAILED_TEST_STATUS), so it also carries the error shape's `code` and `title` (the report's
     `message` is the error's)."""
