@@ -215,7 +215,7 @@ def _spec_values(spec: ConnectionSpec, masked_uri: str | None) -> dict[str, Any]
         "port": spec.port,
         "database_name": spec.database_name,
         "user_name": spec.user_name,
-        "schema": spec.schema,
+        "schema_name": spec.schema_name,
         "ssl": spec.ssl.summary if spec.ssl else None,
         "metadata": spec.metadata,
         "options": spec.options,

@@ -21,7 +21,7 @@ CA_PEM, _ = self_signed("translate-ca")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 STORED = Connection(
     id=uuid4(), number=7, tenant="1", product_name=None, config_name="Events", engine=Engine.MONGODB,
-    host="db.example.com", port=27017, database_name="shop", user_name="app", schema=None,
+    host="db.example.com", port=27017, database_name="shop", user_name="app", schema_name=None,
     ssl=SslSummary(SslMode.REQUIRE, has_ca=True), metadata=None, options={"authSource": "admin"},
     sub_type="mongodb", masked_connection_string="mongodb://app:****@db.example.com:27017/shop",
     has_password=True, created_at=NOW, updated_at=NOW, version=3, ssh=None,

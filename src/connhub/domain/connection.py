@@ -76,7 +76,7 @@ class ConnectionSpec:
     database_name: str
     user_name: str
     password: str = field(repr=False)
-    schema: str | None = None
+    schema_name: str | None = None  # canonical field `schema`: the one discovery reads
     ssl: SslSettings | None = None
     metadata: dict[str, str] | None = None
     options: dict[str, str] = field(default_factory=dict)
@@ -111,7 +111,7 @@ class Connection:
     port: int
     database_name: str
     user_name: str
-    schema: str | None
+    schema_name: str | None  # canonical field `schema`
     ssl: SslSummary | None
     metadata: dict[str, str] | None
     options: dict[str, str]
@@ -156,7 +156,7 @@ def validate_spec(fields: Mapping[str, Any], *, ssh_credentials_required: bool =
     database_name = bounded_text("databaseName", values.get("databaseName"), 128, errors, required=True)
     user_name = bounded_text("userName", values.get("userName"), 128, errors, required=True)
     password = bounded_text("password", values.get("password"), 1024, errors, required=True, secret=True)
-    schema = bounded_text("schema", values.get("schema"), 128, errors, required=False)
+    schema_name = bounded_text("schema", values.get("schema"), 128, errors, required=False)
     ssl = _ssl(values.get("ssl"), errors)
     metadata = _metadata(values.get("metadata"), errors)
     options = _options(values.get("options"), errors)
@@ -175,7 +175,7 @@ def validate_spec(fields: Mapping[str, Any], *, ssh_credentials_required: bool =
         database_name=database_name,
         user_name=user_name,
         password=password,
-        schema=schema,
+        schema_name=schema_name,
         ssl=ssl,
         metadata=metadata,
         options=options,
@@ -195,7 +195,7 @@ def spec_fields(spec: ConnectionSpec) -> dict[str, Any]:
         "databaseName": spec.database_name,
         "userName": spec.user_name,
         "password": spec.password,
-        "schema": spec.schema,
+        "schema": spec.schema_name,
         "metadata": spec.metadata,
         "options": spec.options or None,
         "subType": spec.sub_type,

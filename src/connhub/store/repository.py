@@ -622,7 +622,7 @@ def _spec_columns(spec: ConnectionSpec, masked_uri: str | None) -> dict[str, Any
         "port": spec.port,
         "database_name": spec.database_name,
         "user_name": spec.user_name,
-        "schema_name": spec.schema,
+        "schema_name": spec.schema_name,
         "ssl": None
         if ssl is None
         else {"mode": ssl.mode.value, "hasCa": ssl.has_ca, "hasCert": ssl.has_cert, "hasKey": ssl.has_key},
@@ -660,7 +660,7 @@ def _to_connection(row: Mapping[Any, Any]) -> Connection:
         port=row["port"],
         database_name=row["database_name"],
         user_name=row["user_name"],
-        schema=row["schema_name"],
+        schema_name=row["schema_name"],
         ssl=None
         if ssl is None
         else SslSummary(SslMode(ssl["mode"]), ssl["hasCa"], ssl["hasCert"], ssl["hasKey"]),

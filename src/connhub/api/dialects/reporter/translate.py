@@ -146,8 +146,8 @@ def render(connection: Connection) -> dict[str, Any]:
         "databaseName": connection.database_name,
         "userName": connection.user_name,
     }
-    if connection.schema is not None:
-        body["schema"] = connection.schema
+    if connection.schema_name is not None:
+        body["schema"] = connection.schema_name
     if connection.ssl is not None:
         ssl = connection.ssl
         body["ssl"] = {
