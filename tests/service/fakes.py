@@ -221,6 +221,5 @@ def _spec_values(spec: ConnectionSpec, masked_uri: str | None) -> dict[str, Any]
         "options": spec.options,
         "sub_type": spec.sub_type,
         "masked_connection_string": masked_uri,
-        "has_password": True,
         "ssh": spec.ssh.summary if spec.ssh else None,
     }

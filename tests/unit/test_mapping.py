@@ -29,7 +29,7 @@ def connection(engine: Engine, schema_name: str | None = None, **overrides: Any)
     base = Connection(
         id=uuid4(), number=1, tenant="t", product_name=None, config_name="ledger", engine=engine,
         host="db", port=1, database_name="app", user_name="reporter", schema_name=schema_name, ssl=None,
-        metadata=None, options={}, sub_type=None, masked_connection_string=None, has_password=True,
+        metadata=None, options={}, sub_type=None, masked_connection_string=None,
         created_at=NOW, updated_at=NOW, version=1, ssh=None,
     )  # fmt: skip
     return replace(base, **overrides)

@@ -117,7 +117,6 @@ class Connection:
     options: dict[str, str]
     sub_type: str | None
     masked_connection_string: str | None
-    has_password: bool
     ssh: SshSummary | None
     created_at: datetime
     updated_at: datetime

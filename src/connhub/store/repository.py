@@ -668,7 +668,6 @@ def _to_connection(row: Mapping[Any, Any]) -> Connection:
         options=row["options"] or {},
         sub_type=row["sub_type"],
         masked_connection_string=row["masked_connection_string"],
-        has_password=True,
         ssh=SshSummary.from_json(row["ssh"]) if row["ssh"] else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],

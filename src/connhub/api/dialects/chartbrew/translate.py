@@ -336,7 +336,7 @@ def render(connection: Connection, tables: list[Table] | None, health: str = "un
         "dbName": connection.database_name,
         "username": connection.user_name,
         "password": None,
-        "hasPassword": connection.has_password,
+        "hasPassword": True,  # validate_spec requires a password: every stored connection holds one
         "connectionString": connection.masked_connection_string,
         "srv": connection.options.get("srv") == "true",
         # As Chartbrew stores them, a list of single-key objects: its MongoDB form rebuilds its
