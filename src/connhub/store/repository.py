@@ -224,7 +224,6 @@ class ConnectionRepository:
                 "tenant": tenant,
                 "key": idempotency.key,
                 "request_hash": idempotency.request_hash,
-                "status": 201,
                 "response": {"connectionId": str(idempotency.connection_id)},
                 "created_at": now,
             }
