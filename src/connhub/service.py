@@ -28,6 +28,7 @@ from connhub.domain.connection import (
     ConnectionSpec,
     apply_patch,
     spec_fields,
+    stored_fields,
     validate_spec,
 )
 from connhub.domain.errors import (
@@ -639,29 +640,14 @@ def _unreadable_message(field: str, error: SecretUnreadable) -> str:
 
 
 def _fields_of(connection: Connection, secrets: Mapping[str, str]) -> dict[str, Any]:
-    """The stored connection as canonical fields, with its opened `secrets`."""
-    fields: dict[str, Any] = {
-        "configName": connection.config_name,
-        "type": connection.engine.value,
-        "host": connection.host,
-        "port": connection.port,
-        "databaseName": connection.database_name,
-        "userName": connection.user_name,
-        "password": secrets.get("password"),
-        "schema": connection.schema_name,
-        "metadata": connection.metadata,
-        "options": connection.options or None,
-        "subType": connection.sub_type,
-        "connectionString": secrets.get("connectionString"),
-        "ssh": connection.ssh.fields(secrets) if connection.ssh is not None else None,
-    }
-    if connection.ssl is not None:
-        fields["ssl"] = {
-            "mode": connection.ssl.mode.value,
-            **{name: secrets.get(f"ssl.{name}") for name in ("ca", "cert", "key")},
-        }
-        fields["ssl"] = {name: value for name, value in fields["ssl"].items() if value is not None}
-    return {name: value for name, value in fields.items() if value is not None}
+    """The stored connection as canonical fields (`stored_fields`), with its opened `secrets` put back."""
+    fields = stored_fields(connection)
+    fields |= {name: secrets[name] for name in ("password", "connectionString") if name in secrets}
+    if "ssl" in fields:
+        fields["ssl"] |= {name: secrets[f"ssl.{name}"] for name in ("ca", "cert", "key") if f"ssl.{name}" in secrets}
+    if connection.ssh is not None:
+        fields["ssh"] = connection.ssh.fields(secrets)  # the block again, its credentials in place
+    return fields
 
 
 def field_names(fields: Mapping[str, Any]) -> set[str]:
@@ -683,7 +669,7 @@ def _flat(fields: Mapping[str, Any]) -> dict[str, Any]:
 def _changed_names(before: Connection, after: Connection, patch: Mapping[str, Any]) -> set[str]:
     """Names of the fields an update changed: the stored fields that differ, and every secret the
     patch set or cleared (not opened to compare: a secret sent counts as written)."""
-    old, new = _flat(_fields_of(before, {})), _flat(_fields_of(after, {}))
+    old, new = _flat(stored_fields(before)), _flat(stored_fields(after))
     changed = {name for name in old.keys() | new.keys() if old.get(name) != new.get(name)}
     return changed | _replaced_secrets(patch)
 

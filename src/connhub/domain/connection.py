@@ -185,7 +185,8 @@ def validate_spec(fields: Mapping[str, Any], *, ssh_credentials_required: bool =
 
 
 def spec_fields(spec: ConnectionSpec) -> dict[str, Any]:
-    """The canonical field mapping of `spec`: `validate_spec(spec_fields(s)) == s`."""
+    """The canonical field mapping of `spec`: `validate_spec(spec_fields(s)) == s`. (`stored_fields`
+    is the same mapping of a stored connection, which holds no secret.)"""
     fields: dict[str, Any] = {
         "configName": spec.config_name,
         "type": spec.engine.value,
@@ -209,6 +210,27 @@ def spec_fields(spec: ConnectionSpec) -> dict[str, Any]:
             "cert": spec.ssl.cert,
             "key": spec.ssl.key,
         }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def stored_fields(connection: Connection) -> dict[str, Any]:
+    """The canonical field mapping of a stored connection, without a secret: `spec_fields` of its
+    spec but for `password`, `connectionString`, the ssl PEMs and the tunnel's credentials (only the
+    key ring opens those). `ssl` is `{mode}`; `ssh` the block with its host key, not its secrets."""
+    fields: dict[str, Any] = {
+        "configName": connection.config_name,
+        "type": connection.engine.value,
+        "host": connection.host,
+        "port": connection.port,
+        "databaseName": connection.database_name,
+        "userName": connection.user_name,
+        "schema": connection.schema_name,
+        "metadata": connection.metadata,
+        "options": connection.options or None,
+        "subType": connection.sub_type,
+        "ssl": {"mode": connection.ssl.mode.value} if connection.ssl is not None else None,
+        "ssh": connection.ssh.fields({}) if connection.ssh is not None else None,
+    }
     return {name: value for name, value in fields.items() if value is not None}
 
 

@@ -612,6 +612,8 @@ def _cursor_after(last: Connection, query: ListQuery) -> str:
 
 
 def _spec_columns(spec: ConnectionSpec, masked_uri: str | None) -> dict[str, Any]:
+    # The store's own shape (column names, name_key, ssl and ssh as their stored summaries), not the
+    # canonical fields of domain.connection.stored_fields: kept apart on purpose.
     ssl = spec.ssl.summary if spec.ssl else None
     return {
         "config_name": spec.config_name,

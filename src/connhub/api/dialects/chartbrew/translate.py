@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from connhub.api.dialects.formats import rfc3339
-from connhub.domain.connection import Connection, SslMode, validate_spec
+from connhub.domain.connection import Connection, SslMode, stored_fields, validate_spec
 from connhub.domain.engines import Engine
 from connhub.domain.errors import TestFailed, ValidationFailed
 from connhub.domain.reports import Table, TestReport
@@ -168,28 +168,16 @@ def _patch(fields: dict[str, Any], current: Connection) -> dict[str, Any]:
     masked connection string echoed back, and any other value echoed unchanged. Dropping the
     echoes matters: a changed host or port would otherwise drop the stored connection string.
     """
-    stored = _echoable_values(current)
+    stored = stored_fields(current)
     patch = dict(fields)
     if patch.get("password") is None:
         patch.pop("password", None)
     if "connectionString" in patch and patch["connectionString"] == current.masked_connection_string:
         patch.pop("connectionString")
     for name in ECHOABLE:
-        if name in patch and patch[name] == stored[name]:
+        if name in patch and patch[name] == stored.get(name):
             patch.pop(name)
     return patch
-
-
-def _echoable_values(current: Connection) -> dict[str, Any]:
-    return {
-        "configName": current.config_name,
-        "type": current.engine.value,
-        "host": current.host,
-        "port": current.port,
-        "databaseName": current.database_name,
-        "userName": current.user_name,
-        "subType": current.sub_type,
-    }
 
 
 def _engine(value: Any, problems: dict[str, str]) -> str | None:

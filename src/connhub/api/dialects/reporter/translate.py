@@ -136,6 +136,8 @@ def mapped_fields(body: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
 
 
 def render(connection: Connection) -> dict[str, Any]:
+    # Not domain.connection.stored_fields on purpose: an answer is its own shape (id, productName,
+    # ssl and ssh as has* summaries, timestamps; no options or subType) in a fixed key order.
     body: dict[str, Any] = {
         "id": str(connection.id),
         "configName": connection.config_name,
