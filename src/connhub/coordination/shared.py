@@ -5,7 +5,7 @@
 - Probe bound: a sorted set of holders scored by when their lease ends. A holder that dies (a
   killed replica) stops counting when its lease ends; a lease outlives the longest probe, which
   CONNHUB_PROBE_TIMEOUT_S bounds, waiting included.
-- Schema cache: one key per connection holding the version it was read at and the tables; what one
+- Tables cache: one key per connection holding the version it was read at and the tables; what one
   replica stores (a `?refresh=true`) is what every replica answers next.
 
 When Redis does not answer (CONNHUB_REDIS_TIMEOUT_S): the limit fails closed (503, CONN-1021: a

@@ -47,7 +47,7 @@ T = TypeVar("T")
 _MIN_TIMEOUT_S = 0.5
 
 # One information_schema query for the whole database; COLUMN_KEY = 'PRI' marks primary keys.
-SCHEMA_SQL = """
+TABLES_QUERY = """
 SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE = 'YES', COLUMN_KEY = 'PRI'
 FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = %s
@@ -76,7 +76,7 @@ def _ping(conn: Any) -> None:
 
 def _columns(conn: Any, database: str) -> list[tuple[Any, ...]]:
     with conn.cursor() as cursor:
-        cursor.execute(SCHEMA_SQL, (database,))
+        cursor.execute(TABLES_QUERY, (database,))
         return list(cursor.fetchall())
 
 

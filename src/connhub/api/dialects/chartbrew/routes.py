@@ -144,7 +144,7 @@ def _test_answer(report: TestReport, tables: list[Table] | None) -> Json:
 
 
 async def _tables_or_none(service: ConnectionService, tenant: str, connection: Connection) -> list[Table] | None:
-    """The schema after a successful test; None if reading it failed (the test still succeeded)."""
+    """The tables discovered after a successful test; None if that failed (the test still succeeded)."""
     try:
         return await service.discover_tables(tenant, connection)
     except TestFailed:

@@ -310,7 +310,7 @@ def _ssl_on(connection: Connection) -> bool:
 
 
 def render(connection: Connection, tables: list[Table] | None, health: str = "unknown") -> dict[str, Any]:
-    """A connection in Chartbrew's shape; `tables`: its cached discovered schema, if any; `health`:
+    """A connection in Chartbrew's shape; `tables`: its cached discovered tables, if any; `health`:
     its scheduled health state (up, down, unknown)."""
     ssl = connection.ssl
     return {

@@ -212,7 +212,7 @@ async def schema(request: Request, id: str, principal: Reader, service: ServiceD
         principal.require(WRITE)
     connection = await service.get(principal.tenant, connection_id(id))
     tables = await service.discover_tables(principal.tenant, connection, refresh)
-    return Json(translate.render_schema(connection, tables))
+    return Json(translate.render_tables(connection, tables))
 
 
 @router.post(

@@ -177,7 +177,7 @@ def render_page(found: Page[Connection]) -> dict[str, Any]:
     }
 
 
-def render_schema(connection: Connection, tables: list[Table]) -> dict[str, Any]:
+def render_tables(connection: Connection, tables: list[Table]) -> dict[str, Any]:
     return {
         "id": str(connection.id),
         "configName": connection.config_name,
