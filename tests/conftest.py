@@ -21,7 +21,7 @@ import pytest
 from connhub.api.app import create_app
 from connhub.config import Settings
 from connhub.secrets import new_key_entry
-from connhub.store.schema import migrate
+from connhub.store.migrate import migrate
 from tests.support.servers import require_server
 
 PG_ADMIN_URL = os.environ.get(

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from connhub.secrets import KeyRing, new_key_entry
+from connhub.store.migrate import migrate
 from connhub.store.revision import HEAD
-from connhub.store.schema import migrate
 from tests.conftest import PG_ADMIN_URL
 from tests.support.migrations import rewind
 from tests.support.servers import free_port, require_server
@@ -115,6 +115,8 @@ def test_production_refuses_to_start_naming_what_is_missing(tmp_path: Path) -> N
         ("CONNHUB_PORT", "99999", "less than or equal to 65535"),
         ("CONNHUB_AUTH", "maybe", "'disabled' or 'jwt'"),
         ("CONNHUB_PROBE_TIMEOUT_S", "soon", "valid number"),
+        ("CONNHUB_TABLES_CACHE_TTL_S", "-1", "greater than or equal to 0"),
+        ("CONNHUB_SCHEMA_CACHE_TTL_S", "soon", "valid number"),  # the former name, still read
     ],
 )
 def test_a_configuration_error_is_one_line_naming_the_variable(

@@ -32,7 +32,7 @@ class Core:
     service: ConnectionService
     repository: ConnectionRepository
     key_ring: KeyRing
-    coordination: Coordination  # the rate limit, probe bound and schema cache: this process's, or Redis's
+    coordination: Coordination  # the rate limit, probe bound and tables cache: this process's, or Redis's
     audit: AuditStore
     health: HealthMonitor
     scheduler: HealthScheduler | None = None  # None: CONNHUB_HEALTH_INTERVAL_S=0
@@ -58,7 +58,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Core:
         key_ring,
         probes,
         rate_limiter=shared.rate_limiter,
-        schema_cache=shared.schema_cache,
+        tables_cache=shared.tables_cache,
         digests=RequestDigests(key_ring, _idempotency_key(settings)),
         audit=audit,
     )

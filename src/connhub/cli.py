@@ -287,7 +287,7 @@ def _opening_store(url: str) -> Iterator[None]:
 def migrate(args: argparse.Namespace) -> int:
     from alembic.util import CommandError
 
-    from connhub.store.schema import migrate as apply_migrations
+    from connhub.store.migrate import migrate as apply_migrations
 
     settings = _settings(args)
     with _opening_store(settings.database_url):

@@ -8,10 +8,11 @@ never quotes a value (a database URL or a key is a secret).
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connhub.probes.guard import DEFAULT_DENY_CIDRS, parse_cidrs, parse_dns_servers
@@ -26,7 +27,8 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    # populate_by_name: a setting with aliases (below) is still given by its field name in code.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
 
     database_url: str = "sqlite:///./.connhub/connhub.db"
     host: str = "127.0.0.1"
@@ -44,7 +46,13 @@ class Settings(BaseSettings):
     probe_dns_servers: str = ""  # comma-separated IP[:port]; empty: the system resolver
     probe_timeout_s: float = Field(10.0, gt=0, le=300)
     probe_max_concurrent: int = Field(64, ge=1)
-    schema_cache_ttl_s: float = Field(300.0, ge=0)
+    # How long discovered tables are cached per connection. Read from CONNHUB_TABLES_CACHE_TTL_S or
+    # its documented former name CONNHUB_SCHEMA_CACHE_TTL_S (the new name wins when both are set).
+    tables_cache_ttl_s: float = Field(
+        300.0,
+        ge=0,
+        validation_alias=AliasChoices(f"{ENV_PREFIX}TABLES_CACHE_TTL_S", f"{ENV_PREFIX}SCHEMA_CACHE_TTL_S"),
+    )
     tests_per_minute: int = Field(10, ge=1)
     data_dir: Path = Path("./.connhub")
     log_level: str = "INFO"
@@ -52,7 +60,7 @@ class Settings(BaseSettings):
     store_pool_size: int = Field(20, ge=1)  # at most this many store sessions per worker
     # A whole request (head and body) must arrive within this many seconds of its first byte.
     request_timeout_s: float = Field(30.0, gt=0, le=3600)
-    # Scale-out (issue 15): Redis shares the test rate limit, the probe bound and the schema cache.
+    # Scale-out (issue 15): Redis shares the test rate limit, the probe bound and the tables cache.
     redis_url: str | None = Field(None, repr=False)  # may carry a password
     redis_prefix: str = "connhub:"  # every key Connhub writes starts with it (several deployments, one Redis)
     redis_timeout_s: float = Field(1.0, gt=0, le=30)  # one Redis call, connecting included
@@ -161,7 +169,7 @@ class Settings(BaseSettings):
         if workers > 1 and not self.redis_url:
             problems.append(
                 f"--workers {workers} needs CONNHUB_REDIS_URL: without it each worker keeps its own test rate "
-                "limit, probe bound and schema cache"
+                "limit, probe bound and tables cache"
             )
         return problems
 
@@ -200,7 +208,7 @@ class Settings(BaseSettings):
             warnings.append("embedded SQLite store: fine for one host; use PostgreSQL in production")
         elif not self.redis_url:
             warnings.append(
-                "CONNHUB_REDIS_URL unset: the test rate limit, probe bound and schema cache are this process's "
+                "CONNHUB_REDIS_URL unset: the test rate limit, probe bound and tables cache are this process's "
                 "own; run one replica on this store, or set CONNHUB_REDIS_URL"
             )
         if not self.idempotency_key:
@@ -228,8 +236,28 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("; ".join(_described(error) for error in problems.errors())) from None
 
 
+def variable_names(field: str) -> tuple[str, ...]:
+    """The environment variables a setting is read from, the first winning: CONNHUB_<FIELD>, or
+    the setting's aliases (a renamed variable keeps its former name)."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(str(choice) for choice in alias.choices)
+    return (ENV_PREFIX + field.upper(),)
+
+
 def _described(error: Any) -> str:
     """`CONNHUB_NAME: what is wrong`, from pydantic's error, without its `input` (maybe a secret)."""
-    name = ENV_PREFIX + "_".join(str(part) for part in error.get("loc", ())).upper()
     message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
-    return f"{name}: {message}"
+    return f"{_variable(tuple(error.get('loc', ())))}: {message}"
+
+
+def _variable(loc: tuple[Any, ...]) -> str:
+    """The variable an error is about. A value read from the environment for an aliased setting
+    is reported under its first alias whichever one was set: name the first the environment holds."""
+    head = str(loc[0]) if loc else ""
+    for field in Settings.model_fields:
+        names = variable_names(field)
+        if len(names) > 1 and head in names:
+            present = {key.upper() for key in os.environ}
+            return next((name for name in names if name in present), names[0])
+    return ENV_PREFIX + "_".join(str(part) for part in loc).upper()

@@ -20,8 +20,8 @@ from uuid import UUID
 from uuid6 import uuid7
 
 from connhub.audit import Action, AuditLog, NoAudit
-from connhub.coordination import RateLimiter, SchemaCache
-from connhub.coordination.local import LocalRateLimiter, LocalSchemaCache
+from connhub.coordination import RateLimiter, TablesCache
+from connhub.coordination.local import LocalRateLimiter, LocalTablesCache
 from connhub.domain import connstring, mapping
 from connhub.domain.connection import (
     SECRET_FIELDS,
@@ -31,6 +31,7 @@ from connhub.domain.connection import (
     Versioned,
     apply_patch,
     spec_fields,
+    stored_fields,
     validate_spec,
 )
 from connhub.domain.errors import (
@@ -203,7 +204,7 @@ class ConnectionService:
         probes: ProbeRunner,
         *,
         rate_limiter: RateLimiter | None = None,
-        schema_cache: SchemaCache | None = None,
+        tables_cache: TablesCache | None = None,
         digests: RequestDigests | None = None,
         audit: AuditLog | None = None,
     ) -> None:
@@ -214,7 +215,7 @@ class ConnectionService:
         self.audit: AuditLog = audit or NoAudit()
         # Shared by every replica when CONNHUB_REDIS_URL is set (connhub.coordination).
         self.rate_limiter = rate_limiter or LocalRateLimiter(10)
-        self.schema_cache = schema_cache or LocalSchemaCache(300.0)
+        self.tables_cache = tables_cache or LocalTablesCache(300.0)
         self._row_writes: RowWrites[RowWrite, Written, Written] = RowWrites(self._serve_row)
         self._list_reads = Turns()
 
@@ -358,7 +359,7 @@ class ConnectionService:
     ) -> Connection:
         write = RowWrite(connection, if_match, patch=patch, ssh_credentials_later=ssh_credentials_later)
         written = await self._row_writes.submit(connection.id, write)
-        await self.schema_cache.drop(connection.id)
+        await self.tables_cache.drop(connection.id)
         return written.connection
 
     async def attach_ssl_files(
@@ -380,7 +381,7 @@ class ConnectionService:
 
     async def delete(self, tenant: str, connection: Connection, if_match: str | None = None) -> None:
         await self._row_writes.submit(connection.id, RowWrite(connection, if_match, delete=True))
-        await self.schema_cache.drop(connection.id)
+        await self.tables_cache.drop(connection.id)
         self.audit.record(tenant, Action.DELETE, connection.id)
 
     async def assign(self, tenant: str, connection: Connection, product_name: str) -> Connection:
@@ -525,12 +526,12 @@ class ConnectionService:
     async def test_unsaved(self, fields: Mapping[str, Any]) -> TestReport:
         return await self.probes.test(_target(validate_spec(fields)))
 
-    async def read_unsaved_schema(self, fields: Mapping[str, Any]) -> list[Table] | None:
+    async def discover_unsaved_tables(self, fields: Mapping[str, Any]) -> list[Table] | None:
         """The tables of an unsaved connection (nothing is stored or cached); None if unreadable."""
-        tables, _ = await self.probes.read_schema(_target(validate_spec(fields)))
+        tables, _ = await self.probes.discover_tables(_target(validate_spec(fields)))
         return tables
 
-    async def schema(
+    async def discover_tables(
         self, tenant: str, connection: Connection, refresh: bool = False, schemas: tuple[str, ...] = ()
     ) -> list[Table]:
         """The connection's tables (and those of the other `schemas`, named `schema.table`): cached,
@@ -538,7 +539,7 @@ class ConnectionService:
         a minute, as a test does."""
         if refresh:
             await self.rate_limiter.take(tenant, connection.id)
-        elif (cached := await self.schema_cache.lookup(connection, schemas)) is not None:
+        elif (cached := await self.tables_cache.lookup(connection, schemas)) is not None:
             self.audit.record(tenant, Action.SCHEMA_READ, connection.id, details={"source": "cache"})
             return cached
         try:
@@ -546,7 +547,7 @@ class ConnectionService:
         except SecretsUnavailable as error:
             report = failure_report(ErrorCategory.DECRYPT_FAILED, error.message)
             raise TestFailed("the stored secrets cannot be opened", report) from None
-        tables, report = await self.probes.read_schema(dataclasses.replace(_target(spec), schemas=schemas))
+        tables, report = await self.probes.discover_tables(dataclasses.replace(_target(spec), schemas=schemas))
         self.audit.record(
             tenant,
             Action.SCHEMA_READ,
@@ -556,12 +557,12 @@ class ConnectionService:
         if tables is None:
             raise TestFailed("the database could not be read", report)
         connection = await self._trust_on_first_use(connection, spec, report)
-        await self.schema_cache.put(connection, tables, schemas)
+        await self.tables_cache.put(connection, tables, schemas)
         return tables
 
-    def cached_schema(self, connection: Versioned) -> list[Table] | None:
-        """The tables the last test or schema read discovered, while cached; never a live read."""
-        return self.schema_cache.get(connection)
+    def cached_tables(self, connection: Versioned) -> list[Table] | None:
+        """The tables the last discovery found (a test's or a read's), while cached; never a live read."""
+        return self.tables_cache.get(connection)
 
     async def _trust_on_first_use(self, connection: Connection, spec: ConnectionSpec, report: TestReport) -> Connection:
         """After a successful test through a tunnel, record the host keys seen where none was trusted.
@@ -577,7 +578,7 @@ class ConnectionService:
         recorded = await self.repository.record_ssh_host_keys(connection, trusted.ssh.summary, utc_now())
         if recorded is None:
             return connection
-        await self.schema_cache.drop(connection.id)
+        await self.tables_cache.drop(connection.id)
         return recorded
 
     async def validate_schema(self, tenant: str, mapped_fields: mapping.MappedFields) -> None:
@@ -599,7 +600,8 @@ class ConnectionService:
         except NotFound:
             return [mapping.Finding(mapping.FindingType.DATA_SOURCE_NOT_FOUND, source)]
         try:
-            discovered = await self.schema(tenant, connection, schemas=mapping.schemas_named(connection, tables))
+            others = mapping.schemas_named(connection, tables)
+            discovered = await self.discover_tables(tenant, connection, schemas=others)
         except TestFailed:
             return [mapping.Finding(mapping.FindingType.DATA_SOURCE_DOWN, source)]
         return mapping.findings(connection, source, tables, discovered)
@@ -701,29 +703,14 @@ def _unreadable_message(field: str, error: SecretUnreadable) -> str:
 
 
 def _fields_of(connection: Connection, secrets: Mapping[str, str]) -> dict[str, Any]:
-    """The stored connection as canonical fields, with its opened `secrets`."""
-    fields: dict[str, Any] = {
-        "configName": connection.config_name,
-        "type": connection.engine.value,
-        "host": connection.host,
-        "port": connection.port,
-        "databaseName": connection.database_name,
-        "userName": connection.user_name,
-        "password": secrets.get("password"),
-        "schema": connection.schema,
-        "metadata": connection.metadata,
-        "options": connection.options or None,
-        "subType": connection.sub_type,
-        "connectionString": secrets.get("connectionString"),
-        "ssh": connection.ssh.fields(secrets) if connection.ssh is not None else None,
-    }
-    if connection.ssl is not None:
-        fields["ssl"] = {
-            "mode": connection.ssl.mode.value,
-            **{name: secrets.get(f"ssl.{name}") for name in ("ca", "cert", "key")},
-        }
-        fields["ssl"] = {name: value for name, value in fields["ssl"].items() if value is not None}
-    return {name: value for name, value in fields.items() if value is not None}
+    """The stored connection as canonical fields (`stored_fields`), with its opened `secrets` put back."""
+    fields = stored_fields(connection)
+    fields |= {name: secrets[name] for name in ("password", "connectionString") if name in secrets}
+    if "ssl" in fields:
+        fields["ssl"] |= {name: secrets[f"ssl.{name}"] for name in ("ca", "cert", "key") if f"ssl.{name}" in secrets}
+    if connection.ssh is not None:
+        fields["ssh"] = connection.ssh.fields(secrets)  # the block again, its credentials in place
+    return fields
 
 
 def field_names(fields: Mapping[str, Any]) -> set[str]:
@@ -745,7 +732,7 @@ def _flat(fields: Mapping[str, Any]) -> dict[str, Any]:
 def _changed_names(before: Connection, after: Connection, patch: Mapping[str, Any]) -> set[str]:
     """Names of the fields an update changed: the stored fields that differ, and every secret the
     patch set or cleared (not opened to compare: a secret sent counts as written)."""
-    old, new = _flat(_fields_of(before, {})), _flat(_fields_of(after, {}))
+    old, new = _flat(stored_fields(before)), _flat(stored_fields(after))
     changed = {name for name in old.keys() | new.keys() if old.get(name) != new.get(name)}
     return changed | _replaced_secrets(patch)
 
@@ -804,7 +791,7 @@ def _target(spec: ConnectionSpec) -> ProbeTarget:
         database=spec.database_name,
         user=spec.user_name,
         password=spec.password,
-        schema=spec.schema,
+        schema_name=spec.schema_name,
         ssl=ssl,
         options=spec.options,
         ssh=_route(spec.ssh) if spec.ssh is not None else None,

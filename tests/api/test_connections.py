@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from connhub.config import Settings
-from connhub.store.schema import migrate
+from connhub.store.migrate import migrate
 from tests.conftest import CANARY_PASSWORD, PRODUCT, client_for, seed_body
 from tests.support.pki import self_signed
 

@@ -1,4 +1,4 @@
-"""Live tests and schema discovery through the Reporter API, against the machine's real PostgreSQL."""
+"""Live tests and table discovery through the Reporter API, against the machine's real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ async def test_schema_discovery_and_its_cache(sqlite_client: httpx.AsyncClient, 
     add_table(pg_schema, "refunds")
     await sqlite_client.patch(f"{BASE}/{created['id']}", json={"metadata": {"changed": "yes"}})
     after_change = {table["name"] for table in (await sqlite_client.get(url)).json()["tables"]}
-    assert "refunds" in after_change  # a change to the connection drops its cached schema
+    assert "refunds" in after_change  # a change to the connection drops its cached tables
 
 
 async def test_schema_of_an_unreachable_database_is_422_with_the_report(sqlite_client: httpx.AsyncClient) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from connhub.config import Settings
-from connhub.store.schema import migrate
+from connhub.store.migrate import migrate
 from tests.conftest import PRODUCT, client_for, seed_body
 from tests.support.migrations import rewind
 

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from connhub.config import Settings
 from connhub.secrets import Binding, KeyRing, new_key_entry
-from connhub.store.schema import sync_url
+from connhub.store.urls import sync_url
 from tests.conftest import CANARY_PASSWORD, PRODUCT, client_for, seed_body
 from tests.support.pki import self_signed
 from tests.support.servers import free_port

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from connhub.store.schema import migrate
+from connhub.store.migrate import migrate
 from tests.conftest import PG_ADMIN_URL
 from tests.support.pg_instance import PG_BIN, PostgresInstance, start_postgres
 from tests.support.reliability import ConnhubProcess, connhub_serve, require_binary

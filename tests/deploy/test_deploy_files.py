@@ -21,12 +21,12 @@ from typing import Any
 import yaml
 
 from connhub.cli import _parser
-from connhub.config import Settings
+from connhub.config import Settings, variable_names
 from tests.support.haproxy import HAPROXY
 from tests.support.reliability import require_binary
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-SETTINGS = {f"CONNHUB_{name.upper()}" for name in Settings.model_fields}
+SETTINGS = {name for field in Settings.model_fields for name in variable_names(field)}
 
 
 def _dockerfile() -> dict[str, list[str]]:

@@ -85,8 +85,8 @@ async def test_test_authenticates_with_scram_and_reports_the_server_version(serv
     assert "saslStart" in names and "saslContinue" in names and "ping" in names and "buildInfo" in names
 
 
-async def test_read_schema_lists_collections_with_sampled_fields(server: MongoWireServer) -> None:
-    tables = await PROBE.read_schema(target(server.port), context())
+async def test_discovery_lists_collections_with_sampled_fields(server: MongoWireServer) -> None:
+    tables = await PROBE.discover_tables(target(server.port), context())
 
     by_name = {table.name: table for table in tables}
     assert sorted(by_name) == ["customers", "empty", "orders"]  # system.* left out
@@ -104,7 +104,7 @@ async def test_read_schema_lists_collections_with_sampled_fields(server: MongoWi
 
 
 async def test_the_client_is_closed_after_the_probe(server: MongoWireServer) -> None:
-    await PROBE.read_schema(target(server.port), context())
+    await PROBE.discover_tables(target(server.port), context())
     with pytest.raises(ProbeFailure):
         await PROBE.test(target(server.port, password="wrong"), context())
 
@@ -116,7 +116,7 @@ async def test_the_client_is_closed_after_the_probe(server: MongoWireServer) -> 
 async def test_unauthenticated_access_to_a_server_with_users_is_permission_denied(
     server: MongoWireServer,
 ) -> None:
-    failure = await failure_of(PROBE.read_schema(target(server.port, user="", password=""), context()))
+    failure = await failure_of(PROBE.discover_tables(target(server.port, user="", password=""), context()))
 
     assert failure.category is ErrorCategory.PERMISSION_DENIED
     assert "requires authentication" in failure.message
@@ -124,7 +124,7 @@ async def test_unauthenticated_access_to_a_server_with_users_is_permission_denie
 
 async def test_a_user_without_rights_on_the_database_is_permission_denied() -> None:
     async with MongoWireServer(DATABASES, {"app": PASSWORD}, grants={"app": ["other"]}) as wire:
-        failure = await failure_of(PROBE.read_schema(target(wire.port), context()))
+        failure = await failure_of(PROBE.discover_tables(target(wire.port), context()))
 
     assert failure.category is ErrorCategory.PERMISSION_DENIED
     assert "not authorized on shop" in failure.message
@@ -267,7 +267,7 @@ async def test_verify_full_checks_the_typed_host_name_while_connecting_to_the_ad
     tls_server: MongoWireServer, ca: Any
 ) -> None:
     ctx = context()
-    tables = await PROBE.read_schema(
+    tables = await PROBE.discover_tables(
         target(tls_server.port, host=SERVER_NAME, ssl=SslMaterial("verify-full", ca=ca.cert_pem)), ctx
     )
 

@@ -3,7 +3,7 @@
 No SQL Server can run here. What is verified: refused ports, silent servers, the encryption level
 announced for each sslmode (read from the PRELOGIN really sent), login failures played back by a
 scripted server in real TDS bytes (PRELOGIN answer, then ERROR and DONE tokens), and a server's
-routing ENVCHANGE, which must take nothing anywhere in any mode. The schema query's row mapping is
+routing ENVCHANGE, which must take nothing anywhere in any mode. The tables query's row mapping is
 checked on rows shaped as it returns them.
 
 The TLS modes run against `TdsServer` (tests/support/tds_server.py), an in-process TDS responder
@@ -33,7 +33,7 @@ from connhub.domain.reports import ErrorCategory
 from connhub.probes import mssql
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.guard import parse_cidrs
-from connhub.probes.mssql import PROBE, certificate_matches, classify, tables_from_rows
+from connhub.probes.mssql import PROBE, certificate_matches, classify, tables_from_mssql_rows
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.support import tds_server
 from tests.support.listeners import ScriptedListener, SilentListener, TlsListener
@@ -134,7 +134,7 @@ async def test_a_refused_login_is_auth_failed_without_the_password(attempt: int)
 
 async def test_a_database_the_login_cannot_open_is_database_not_found() -> None:
     async with ScriptedListener(login_refused(NO_DATABASE, BAD_PASSWORD)) as server:
-        failure = await failure_of(PROBE.read_schema(target(server.port), context()))
+        failure = await failure_of(PROBE.discover_tables(target(server.port), context()))
 
     assert failure.category is ErrorCategory.DATABASE_NOT_FOUND
     assert "'shop'" in failure.message
@@ -227,7 +227,7 @@ def test_errors_on_an_open_connection_are_classified_by_number(
     assert classify(error, target(1433), context()).category is category
 
 
-# --- schema ----------------------------------------------------------------------------------
+# --- tables ----------------------------------------------------------------------------------
 
 
 def test_rows_become_tables_in_query_order_with_primary_keys() -> None:
@@ -240,7 +240,7 @@ def test_rows_become_tables_in_query_order_with_primary_keys() -> None:
         ("order_lines", "price", "decimal", None, 12, 2, "NO", 0),
     ]
 
-    customers, lines = tables_from_rows(rows)
+    customers, lines = tables_from_mssql_rows(rows)
 
     assert customers.name == "customers" and customers.fields == ["id", "name", "notes"]
     assert [(c.type, c.nullable, c.primary_key) for c in customers.columns] == [
@@ -276,33 +276,33 @@ async def test_verify_full_with_the_right_ca_and_name_logs_in_over_tls() -> None
     assert login.app_name == "connhub"
 
 
-async def test_verify_full_reads_the_schema_with_the_one_catalog_query() -> None:
+async def test_verify_full_discovers_the_tables_with_the_one_catalog_query() -> None:
     rows = [
         ("customers", "id", "int", None, 10, 0, "NO", 1),
         ("customers", "name", "nvarchar", 100, None, None, "YES", 0),
         ("orders", "total", "decimal", None, 12, 2, "NO", 0),
     ]
-    async with TdsServer(CA.issue(["localhost"]), schema_rows=rows) as server:
-        tables = await PROBE.read_schema(verified(server.port), context())
+    async with TdsServer(CA.issue(["localhost"]), catalog_rows=rows) as server:
+        tables = await PROBE.discover_tables(verified(server.port), context())
 
     assert [(t.name, t.fields) for t in tables] == [("customers", ["id", "name"]), ("orders", ["total"])]
     assert [c.type for c in tables[0].columns] == ["int", "nvarchar(100)"] and tables[0].columns[0].primary_key
     assert tables[1].columns[0].type == "decimal(12,2)"
-    version_query, schema_query = server.received.queries
+    version_query, tables_query = server.received.queries
     assert "ProductVersion" in version_query
-    assert "INFORMATION_SCHEMA.COLUMNS" in schema_query and "dbo" in schema_query  # the schema, as a parameter
+    assert "INFORMATION_SCHEMA.COLUMNS" in tables_query and "dbo" in tables_query  # the schema, as a parameter
 
 
 async def test_other_schemas_are_read_in_the_same_catalog_query() -> None:
     rows = [("orders", "id", "int", None, 10, 0, "NO", 1), ("sales.invoices", "id", "int", None, 10, 0, "NO", 1)]
-    async with TdsServer(CA.issue(["localhost"]), schema_rows=rows) as server:
+    async with TdsServer(CA.issue(["localhost"]), catalog_rows=rows) as server:
         target = replace(verified(server.port), schemas=("sales", "audit"))
-        tables = await PROBE.read_schema(target, context())
+        tables = await PROBE.discover_tables(target, context())
 
     assert [t.name for t in tables] == ["orders", "sales.invoices"]
-    _, schema_query = server.received.queries
-    assert schema_query.count("INFORMATION_SCHEMA.COLUMNS") == 1
-    assert all(name in schema_query for name in ("dbo", "sales", "audit"))  # all three, as parameters
+    _, tables_query = server.received.queries
+    assert tables_query.count("INFORMATION_SCHEMA.COLUMNS") == 1
+    assert all(name in tables_query for name in ("dbo", "sales", "audit"))  # all three, as parameters
 
 
 @pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
@@ -382,7 +382,7 @@ async def test_a_login_refused_over_verified_tls_is_auth_failed() -> None:
 async def test_a_database_refused_over_verified_tls_is_database_not_found() -> None:
     errors = [tds_server.NO_DATABASE, tds_server.BAD_PASSWORD]  # as SQL Server sends them
     async with TdsServer(CA.issue(["localhost"]), login_errors=errors) as server:
-        failure = await failure_of(PROBE.read_schema(verified(server.port), context()))
+        failure = await failure_of(PROBE.discover_tables(verified(server.port), context()))
 
     assert failure.category is ErrorCategory.DATABASE_NOT_FOUND
     assert "'shop'" in failure.message

@@ -1,4 +1,4 @@
-"""Testing a MySQL/MariaDB connection and reading its schema, as a user of the API sees it.
+"""Testing a MySQL/MariaDB connection and discovering its tables, as a user of the API sees it.
 
 The machine's MariaDB (root without password, no TLS) serves the plain cases; a throw-away
 MariaDB with TLS serves certificates. Host names other than `localhost` are resolved by a
@@ -283,7 +283,7 @@ async def test_a_client_certificate_is_presented_when_required(
         run(f"DROP USER '{user}'@'%'", host=throwaway_mariadb.host, port=throwaway_mariadb.port)
 
 
-# --- schema ----------------------------------------------------------------------------------
+# --- tables ----------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -312,11 +312,11 @@ def tables() -> Iterator[tuple[str, str]]:
     run(f"DROP TABLE test.{prefix}_customers, test.{prefix}_lines", f"DROP DATABASE {other}")
 
 
-async def test_the_schema_lists_the_databases_tables_with_columns_in_order(
+async def test_discovery_lists_the_databases_tables_with_columns_in_order(
     runner: ProbeRunner, tables: tuple[str, str]
 ) -> None:
     prefix, _ = tables
-    found, report = await runner.read_schema(shared_target())
+    found, report = await runner.discover_tables(shared_target())
 
     assert report.status == "success", report
     assert found is not None
@@ -342,16 +342,16 @@ async def test_the_schema_lists_the_databases_tables_with_columns_in_order(
 
 
 async def test_system_tables_are_not_part_of_a_user_database(runner: ProbeRunner, tables: tuple[str, str]) -> None:
-    found, report = await runner.read_schema(shared_target())
+    found, report = await runner.discover_tables(shared_target())
     assert report.status == "success", report
     assert found is not None
     names = {table.name for table in found}
     assert not names & {"user", "db", "COLUMNS", "TABLES", "proc"}
 
 
-async def test_a_schema_read_that_cannot_connect_returns_no_tables_and_says_why(
+async def test_a_discovery_that_cannot_connect_returns_no_tables_and_says_why(
     runner: ProbeRunner, closed_port: int
 ) -> None:
-    found, report = await runner.read_schema(shared_target(port=closed_port))
+    found, report = await runner.discover_tables(shared_target(port=closed_port))
     assert found is None
     assert_failed(report, ErrorCategory.PORT_CLOSED, "port")

@@ -4,7 +4,7 @@ No Oracle server can run here, so what is verified is everything up to the serve
 refused ports, silent servers, TLS with trusted and untrusted certificates (verify-full against
 the typed host name while dialing the IP address), a listener's real TNS REFUSE packet for an
 unknown service, and the classification of oracledb's own error objects for what only a real
-database says (ORA-01017 and friends). The schema query's row mapping is checked on rows shaped
+database says (ORA-01017 and friends). The tables query's row mapping is checked on rows shaped
 as the query returns them.
 """
 
@@ -21,7 +21,7 @@ from oracledb import errors as oracle_errors
 from connhub.domain.reports import ErrorCategory
 from connhub.probes.base import ProbeTarget, SslMaterial
 from connhub.probes.guard import parse_cidrs
-from connhub.probes.oracle import PROBE, classify, oracle_code, schema_owner, schema_query, tables_from_rows
+from connhub.probes.oracle import PROBE, classify, oracle_code, schema_owner, tables_from_oracle_rows, tables_query
 from connhub.probes.runner import ProbePolicy, ProbeRunner
 from tests.support.listeners import ScriptedListener, SilentListener, TlsListener
 from tests.support.pki import CertificateAuthority
@@ -213,7 +213,7 @@ def test_an_auth_failure_names_the_user() -> None:
     assert "'scott'" in failure.message
 
 
-# --- schema ----------------------------------------------------------------------------------
+# --- tables ----------------------------------------------------------------------------------
 
 
 def test_rows_become_tables_in_query_order_with_primary_keys() -> None:
@@ -227,7 +227,7 @@ def test_rows_become_tables_in_query_order_with_primary_keys() -> None:
         ("ORDERS", "TOKEN", "RAW", 16, 0, None, None, "Y", 0),
     ]
 
-    tables = tables_from_rows(rows)
+    tables = tables_from_oracle_rows(rows)
 
     assert [table.name for table in tables] == ["CUSTOMERS", "ORDERS"]
     customers, orders = tables
@@ -245,7 +245,7 @@ def test_rows_become_tables_in_query_order_with_primary_keys() -> None:
     [(None, "scott", "SCOTT"), ("hr", "scott", "HR"), ('"MixedCase"', "scott", "MixedCase")],
 )
 def test_the_owner_is_the_schema_or_the_user_as_oracle_stores_it(schema: str | None, user: str, owner: str) -> None:
-    assert schema_owner(target(1521, schema=schema, user=user)) == owner
+    assert schema_owner(target(1521, schema_name=schema, user=user)) == owner
 
 
 # --- a listener's REDIRECT (issue 14.1) -------------------------------------------------------
@@ -278,8 +278,8 @@ async def test_a_listener_redirect_to_a_denied_address_is_host_forbidden_and_nev
 
 
 def test_other_schemas_join_the_one_catalog_query_as_binds() -> None:
-    query, binds = schema_query(target(1521, schema=None, user="scott", schemas=("GL", "HR")))
+    query, binds = tables_query(target(1521, schema_name=None, user="scott", schemas=("GL", "HR")))
     assert binds == {"owner": "SCOTT", "other0": "GL", "other1": "HR"}
     assert query.count("IN (:owner, :other0, :other1)") == 2 and "{owners}" not in query
-    alone, only_owner = schema_query(target(1521, schema=None, user="scott"))
+    alone, only_owner = tables_query(target(1521, schema_name=None, user="scott"))
     assert "IN (:owner)" in alone and only_owner == {"owner": "SCOTT"}

@@ -1,4 +1,4 @@
-"""Testing a PostgreSQL connection and reading its schema, as a user of the API sees it: a report
+"""Testing a PostgreSQL connection and discovering its tables, as a user of the API sees it: a report
 that says what worked, or which category of failure and which field to fix.
 
 The machine's PostgreSQL (trust auth, no TLS) serves the plain cases; a throw-away server with
@@ -391,7 +391,7 @@ async def test_certificate_files_live_only_during_the_connection(
     assert probe_dirs() <= before
 
 
-# --- schema ----------------------------------------------------------------------------------
+# --- tables ----------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -428,11 +428,11 @@ def schemas() -> Iterator[tuple[str, str]]:
         conn.execute(f"DROP SCHEMA {other} CASCADE")
 
 
-async def test_the_schema_lists_tables_and_views_with_columns_in_order(
+async def test_discovery_lists_tables_and_views_with_columns_in_order(
     runner: ProbeRunner, schemas: tuple[str, str]
 ) -> None:
     mine, _ = schemas
-    tables, report = await runner.read_schema(shared_target(schema=mine))
+    tables, report = await runner.discover_tables(shared_target(schema_name=mine))
 
     assert report.status == "success", report
     assert "read 3 tables" in report.message
@@ -465,7 +465,7 @@ async def test_without_a_schema_public_is_read_and_system_tables_never_show(
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE public.{table} (id int PRIMARY KEY)")
     try:
-        tables, report = await runner.read_schema(shared_target())
+        tables, report = await runner.discover_tables(shared_target())
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f"DROP TABLE public.{table}")
@@ -480,15 +480,15 @@ async def test_without_a_schema_public_is_read_and_system_tables_never_show(
 
 async def test_system_schemas_are_never_listed(runner: ProbeRunner) -> None:
     for schema in ("pg_catalog", "information_schema"):
-        tables, report = await runner.read_schema(shared_target(schema=schema))
+        tables, report = await runner.discover_tables(shared_target(schema_name=schema))
         assert report.status == "success", report
         assert tables == []
 
 
-async def test_a_schema_read_that_cannot_connect_returns_no_tables_and_says_why(
+async def test_a_discovery_that_cannot_connect_returns_no_tables_and_says_why(
     runner: ProbeRunner, closed_port: int
 ) -> None:
-    tables, report = await runner.read_schema(shared_target(port=closed_port))
+    tables, report = await runner.discover_tables(shared_target(port=closed_port))
     assert tables is None
     assert_failed(report, ErrorCategory.PORT_CLOSED, "port")
 

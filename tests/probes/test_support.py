@@ -13,7 +13,7 @@ from connhub.probes.support import (
     causes,
     first_line,
     private_files,
-    tables_from_rows,
+    tables_from_catalog_rows,
     time_left,
     timed_out,
     where,
@@ -66,13 +66,13 @@ def test_time_left_never_drops_below_the_floor() -> None:
     assert 9 < time_left(time.monotonic() + 10, 0.5) <= 10
 
 
-def test_tables_from_rows_groups_in_order_and_decodes_bytes() -> None:
+def test_tables_from_catalog_rows_groups_in_order_and_decodes_bytes() -> None:
     rows = [
         (b"orders", b"id", b"int", False, True),
         ("orders", "note", "text", 1, 0),
         ("customers", "id", "bigint", 0, 1),
     ]
-    assert tables_from_rows(rows) == [
+    assert tables_from_catalog_rows(rows) == [
         Table("orders", (Column("id", "int", False, True), Column("note", "text", True, False))),
         Table("customers", (Column("id", "bigint", False, True),)),
     ]

@@ -98,9 +98,9 @@ async def test_postgresql_through_a_password_tunnel(runner: ProbeRunner, bastion
     assert await bastion.settled() == 0
 
 
-async def test_postgresql_schema_through_an_encrypted_key_tunnel(runner: ProbeRunner, bastion: Bastion) -> None:
+async def test_postgresql_tables_through_an_encrypted_key_tunnel(runner: ProbeRunner, bastion: Bastion) -> None:
     require_server("PostgreSQL", "127.0.0.1", 5432)
-    tables, report = await runner.read_schema(postgres(SshRoute(key_hop(bastion))))
+    tables, report = await runner.discover_tables(postgres(SshRoute(key_hop(bastion))))
 
     assert report.status == "success", report
     assert tables is not None
@@ -118,11 +118,11 @@ async def test_mariadb_through_a_tunnel(runner: ProbeRunner, bastion: Bastion) -
     require_server("MariaDB", "127.0.0.1", 3306)
     target = ProbeTarget("MYSQL", "db.internal", 3306, "mysql", "root", "", ssh=SshRoute(key_hop(bastion)))
     report = await runner.test(target)
-    tables, schema_report = await runner.read_schema(target)
+    tables, discovery_report = await runner.discover_tables(target)
 
     assert report.status == "success", report
     assert "MariaDB" in report.message
-    assert schema_report.status == "success" and tables
+    assert discovery_report.status == "success" and tables
     assert bastion.forwards == [("db.internal", 3306), ("db.internal", 3306)]
     assert await bastion.settled() == 0
 
@@ -154,7 +154,7 @@ async def test_mongodb_through_a_tunnel_with_its_monitor_and_pool(runner: ProbeR
             options={"authSource": "admin"}, ssh=SshRoute(hop(bastion)),
         )  # fmt: skip
         report = await runner.test(target)
-        tables, _ = await runner.read_schema(target)
+        tables, _ = await runner.discover_tables(target)
 
     assert report.status == "success", report
     assert report.server_version == SERVER_VERSION

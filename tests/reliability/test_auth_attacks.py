@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from connhub.config import Settings
-from connhub.store.schema import migrate
+from connhub.store.migrate import migrate
 from tests.conftest import client_for
 from tests.reliability.conftest import Figures
 from tests.support.reliability import is_problem

@@ -43,7 +43,7 @@ from schemathesis.checks import allow_header_conformance, positive_data_acceptan
 from connhub.api.app import create_app
 from connhub.config import Settings
 from connhub.domain.connection import is_valid_host
-from connhub.store.schema import migrate
+from connhub.store.migrate import migrate
 from tests.conftest import truncate_pg
 from tests.reliability.conftest import FIGURES, Figures
 from tests.support.reliability import LoopbackOnlyResolver, ThreadedServer, is_problem

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from connhub.config import Settings
-from connhub.store.schema import migrate
+from connhub.store.migrate import migrate
 from tests.conftest import client_for
 from tests.reliability.conftest import Figures
 from tests.support.pg_instance import PG_BIN, PostgresInstance, start_postgres

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connhub.config import Settings
-from connhub.store.schema import migrate
+from connhub.store.migrate import migrate
 from tests.conftest import client_for
 from tests.reliability.conftest import Figures
 from tests.support.pki import self_signed

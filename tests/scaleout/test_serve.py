@@ -14,13 +14,12 @@ import psycopg
 import pytest
 
 from connhub.secrets import new_key_entry
-from connhub.store.schema import migrate
+from connhub.store.migrate import migrate
+from connhub.store.revision import HEAD
 from tests.conftest import PG_ADMIN_URL
 from tests.scaleout.conftest import REDIS_URL
 from tests.support.reliability import connhub_serve, run_cli
 from tests.support.servers import require_server
-
-HEAD = "0005"  # the newest migration
 
 
 @pytest.fixture

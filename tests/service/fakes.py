@@ -225,12 +225,11 @@ def _spec_values(spec: ConnectionSpec, masked_uri: str | None) -> dict[str, Any]
         "port": spec.port,
         "database_name": spec.database_name,
         "user_name": spec.user_name,
-        "schema": spec.schema,
+        "schema_name": spec.schema_name,
         "ssl": spec.ssl.summary if spec.ssl else None,
         "metadata": spec.metadata,
         "options": spec.options,
         "sub_type": spec.sub_type,
         "masked_connection_string": masked_uri,
-        "has_password": True,
         "ssh": spec.ssh.summary if spec.ssh else None,
     }

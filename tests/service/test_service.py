@@ -158,7 +158,8 @@ async def test_an_absent_field_is_kept_and_null_clears_an_optional_one(service: 
 
     updated = await service.update(TENANT, created, {"host": "db2.example.com", "metadata": None})
 
-    assert (updated.host, updated.schema, updated.metadata, updated.version) == ("db2.example.com", "sales", None, 2)
+    assert (updated.host, updated.schema_name, updated.metadata) == ("db2.example.com", "sales", None)
+    assert updated.version == 2
     assert await password_of(service, updated) == "s3cret-pw"  # not sent: kept
 
 

@@ -22,8 +22,8 @@ from connhub.probes.runner import ProbePolicy, ProbeRunner
 from connhub.secrets import KeyRing, new_key_entry
 from connhub.service import ConnectionService
 from connhub.store.repository import ConnectionRepository
-from connhub.store.schema import sync_url
 from connhub.store.tables import connection_secrets
+from connhub.store.urls import sync_url
 from tests.support.servers import require_server
 from tests.support.ssh_server import Bastion, client_key, host_key, public_line
 from tests.support.store_contents import store_bytes
@@ -186,7 +186,7 @@ async def test_no_ssh_secret_in_a_report_a_log_line_or_the_store(
         await service.test_unsaved(fields(bastion, password="wrong-" + SSH_PASSWORD, privateKey=None, passphrase=None)),
         await service.test_unsaved({**fields(bastion), "port": 1}),
     ]
-    tables = await service.schema("t1", await service.get("t1", created.id), refresh=True)
+    tables = await service.discover_tables("t1", await service.get("t1", created.id), refresh=True)
     assert tables is not None
     assert [report.status for report in reports] == ["success", "failure", "failure"]
     logged = "\n".join(record.getMessage() for record in caplog.records)

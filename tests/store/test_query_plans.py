@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 
 from connhub.domain.listing import ListQuery
 from connhub.store import repository
-from connhub.store.schema import migrate
+from connhub.store.migrate import migrate
 from connhub.store.tables import connections
 from tests.conftest import PG_ADMIN_URL
 from tests.support.servers import require_server

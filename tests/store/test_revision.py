@@ -6,8 +6,8 @@ from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
+from connhub.store.migrate import alembic_config, migrate
 from connhub.store.revision import HEAD, store_revision
-from connhub.store.schema import alembic_config, migrate
 
 
 def test_head_is_the_newest_migration(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import create_engine, pool
 
-from connhub.store.schema import alembic_config, sync_url
+from connhub.store.migrate import alembic_config
+from connhub.store.urls import sync_url
 
 
 def rewind(url: str, revision: str) -> None:

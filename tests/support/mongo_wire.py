@@ -1,7 +1,7 @@
 """A small in-process MongoDB server speaking the real wire protocol, for the MongoDB probe's tests.
 
 No MongoDB can be installed here, so this serves what pymongo's async client sends for a connection
-test and a schema read, over real sockets (optionally TLS), with real SCRAM-SHA-256:
+test and a table discovery, over real sockets (optionally TLS), with real SCRAM-SHA-256:
 
 - framing: OP_MSG (2013) and the legacy OP_QUERY (2004) / OP_REPLY (1) handshake;
 - commands: hello / isMaster, ping, buildInfo, saslStart / saslContinue (SCRAM-SHA-256: the right

@@ -27,7 +27,7 @@ import httpx
 import psycopg
 from sqlalchemy import create_engine, text
 
-from connhub.store.schema import sync_url
+from connhub.store.urls import sync_url
 from tests.support.servers import free_port
 
 HOST = "127.0.0.1"
@@ -417,7 +417,7 @@ def read_store(url: str) -> StoreState:
 @contextlib.contextmanager
 def scratch_pg_database(prefix: str) -> Iterator[str]:
     """A database of our own on the machine's PostgreSQL, migrated, dropped on exit (WITH FORCE)."""
-    from connhub.store.schema import migrate
+    from connhub.store.migrate import migrate
 
     name = f"{prefix}_{os.urandom(4).hex()}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:

@@ -14,7 +14,7 @@ exactly that with the standard library's `ssl` (a server-side `SSLObject` over m
    accepted (LOGINACK with ENVCHANGEs for the database and collation), refused (ERROR tokens as
    SQL Server sends them), or accepted with a routing ENVCHANGE (Azure SQL redirect);
 5. answers each SQL batch or RPC by keyword: a version query gets one row with `version`, the
-   schema query (INFORMATION_SCHEMA) gets `schema_rows`, anything else an error.
+   catalog query (INFORMATION_SCHEMA) gets `catalog_rows`, anything else an error.
 
 It binds 127.0.0.1 only. It is a test double: it understands what pytds sends, not all of TDS.
 """
@@ -55,8 +55,8 @@ Message = tuple[int, str, int]
 BAD_PASSWORD: Message = (18456, "Login failed for user 'sa'.", 14)
 NO_DATABASE: Message = (4060, 'Cannot open database "shop" requested by the login. The login failed.', 11)
 
-# Columns of the probe's schema query, as (name, is integer)
-SCHEMA_COLUMNS = (
+# Columns of the probe's catalog query, as (name, is integer)
+CATALOG_COLUMNS = (
     ("TABLE_NAME", False),
     ("COLUMN_NAME", False),
     ("DATA_TYPE", False),
@@ -102,7 +102,7 @@ class TdsServer(_Listener):
         login_errors: Sequence[Message] = (),
         route_to: tuple[str, int] | None = None,
         version: str = "16.0.1000.6",
-        schema_rows: Iterable[Sequence[Any]] = (),
+        catalog_rows: Iterable[Sequence[Any]] = (),
     ) -> None:
         context = server_ssl_context(leaf)
         context.sni_callback = self._on_sni
@@ -112,7 +112,7 @@ class TdsServer(_Listener):
         self._login_errors = tuple(login_errors)
         self._route_to = route_to
         self._version = version
-        self._schema_rows = [tuple(row) for row in schema_rows]
+        self._catalog_rows = [tuple(row) for row in catalog_rows]
         self.received = Received()
 
     async def __aenter__(self) -> TdsServer:
@@ -176,7 +176,7 @@ class TdsServer(_Listener):
         if "ProductVersion" in text or "@@VERSION" in text.upper():
             tokens = result_set([("", False)], [(self._version,)])
         elif "INFORMATION_SCHEMA" in text:
-            tokens = result_set(SCHEMA_COLUMNS, self._schema_rows)
+            tokens = result_set(CATALOG_COLUMNS, self._catalog_rows)
         else:
             tokens = error_token(208, "Invalid object name.", 16) + done(_DONE_ERROR)
         if rpc:  # sp_executesql's return status, then the end of the procedure

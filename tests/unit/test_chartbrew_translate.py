@@ -21,10 +21,10 @@ CA_PEM, _ = self_signed("translate-ca")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 STORED = Connection(
     id=uuid4(), number=7, tenant="1", product_name=None, config_name="Events", engine=Engine.MONGODB,
-    host="db.example.com", port=27017, database_name="shop", user_name="app", schema=None,
+    host="db.example.com", port=27017, database_name="shop", user_name="app", schema_name=None,
     ssl=SslSummary(SslMode.REQUIRE, has_ca=True), metadata=None, options={"authSource": "admin"},
     sub_type="mongodb", masked_connection_string="mongodb://app:****@db.example.com:27017/shop",
-    has_password=True, created_at=NOW, updated_at=NOW, version=3, ssh=None,
+    created_at=NOW, updated_at=NOW, version=3, ssh=None,
 )  # fmt: skip
 
 
@@ -65,6 +65,11 @@ def test_a_put_of_the_whole_read_changes_nothing() -> None:
 
 def test_options_are_answered_as_chartbrew_stores_them() -> None:
     assert translate.render(STORED, None)["options"] == [{"authSource": "admin"}]
+
+
+def test_a_connection_is_answered_with_a_password_held_and_never_shown() -> None:
+    answer = translate.render(STORED, None)
+    assert (answer["password"], answer["hasPassword"]) == (None, True)  # every stored connection has one
 
 
 def test_the_schema_is_in_chartbrews_shape_columns_in_order() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connhub.config import ConfigError, load_settings
+from connhub.config import ConfigError, Settings, load_settings, variable_names
 
 SECRET = "S3cretPw-9d1c"
 
@@ -62,3 +62,34 @@ def test_the_paths_in_the_warnings_and_the_store_are_absolute(tmp_path: Path, mo
     settings = load_settings()
     assert settings.sqlite_path == tmp_path / ".connhub" / "connhub.db"
     assert any(f"development key in {tmp_path / '.connhub' / 'keys'}" in w for w in settings.startup_warnings())
+
+
+@pytest.mark.parametrize(
+    ("environment", "ttl_s"),
+    [
+        ({}, 300.0),
+        ({"CONNHUB_TABLES_CACHE_TTL_S": "60"}, 60.0),
+        ({"CONNHUB_SCHEMA_CACHE_TTL_S": "45"}, 45.0),  # the documented former name
+        ({"CONNHUB_TABLES_CACHE_TTL_S": "60", "CONNHUB_SCHEMA_CACHE_TTL_S": "45"}, 60.0),  # the new name wins
+    ],
+)
+def test_the_tables_cache_ttl_is_read_under_its_name_and_its_former_one(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], ttl_s: float
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().tables_cache_ttl_s == ttl_s
+    assert load_settings(tables_cache_ttl_s=5).tables_cache_ttl_s == 5  # code gives it by field name
+
+
+@pytest.mark.parametrize("variable", ["CONNHUB_TABLES_CACHE_TTL_S", "CONNHUB_SCHEMA_CACHE_TTL_S"])
+def test_a_bad_tables_cache_ttl_names_the_variable_that_was_set(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "-1")
+    with pytest.raises(ConfigError, match=rf"^{variable}: Input should be greater than or equal to 0$"):
+        load_settings()
+
+
+def test_every_setting_names_its_variables() -> None:
+    names = {field: variable_names(field) for field in Settings.model_fields}
+    assert names["port"] == ("CONNHUB_PORT",)
+    assert names["tables_cache_ttl_s"] == ("CONNHUB_TABLES_CACHE_TTL_S", "CONNHUB_SCHEMA_CACHE_TTL_S")

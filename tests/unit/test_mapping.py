@@ -25,11 +25,11 @@ from connhub.domain.reports import Column, Table
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def connection(engine: Engine, schema: str | None = None, **overrides: Any) -> Connection:
+def connection(engine: Engine, schema_name: str | None = None, **overrides: Any) -> Connection:
     base = Connection(
         id=uuid4(), number=1, tenant="t", product_name=None, config_name="ledger", engine=engine,
-        host="db", port=1, database_name="app", user_name="reporter", schema=schema, ssl=None,
-        metadata=None, options={}, sub_type=None, masked_connection_string=None, has_password=True,
+        host="db", port=1, database_name="app", user_name="reporter", schema_name=schema_name, ssl=None,
+        metadata=None, options={}, sub_type=None, masked_connection_string=None,
         created_at=NOW, updated_at=NOW, version=1, ssh=None,
     )  # fmt: skip
     return replace(base, **overrides)

@@ -157,7 +157,7 @@ def test_patch_absent_keeps_null_clears() -> None:
     current = spec_fields(validate_spec(seed_body(ssl={"mode": "require", "ca": CERT})))
     merged = apply_patch(current, {"schema": None, "port": 6000, "ssl": {"mode": "verify-ca"}})
     spec = validate_spec(merged)
-    assert spec.schema is None and spec.port == 6000
+    assert spec.schema_name is None and spec.port == 6000
     assert spec.ssl is not None and spec.ssl.mode is SslMode.VERIFY_CA and spec.ssl.ca == CERT
     with pytest.raises(ValidationFailed) as caught:
         validate_spec(apply_patch(current, {"host": None}))

@@ -55,7 +55,7 @@ class Hub:
 
     @property
     def coordination(self) -> Coordination:
-        """The rate limit, probe bound and schema cache: this process's, or every replica's (Redis)."""
+        """The rate limit, probe bound and tables cache: this process's, or every replica's (Redis)."""
         return self.core.coordination
 
     @property

@@ -14,6 +14,7 @@ from connhub.api.deps import CoordinationDep, RepositoryDep, ServiceDep
 from connhub.api.openapi import PUBLIC_TAG
 from connhub.api.responses import Json
 from connhub.domain.errors import StoreUnavailable
+from connhub.store.revision import behind_message
 
 router = APIRouter(tags=[PUBLIC_TAG])  # openapi.py: no bearer token on these
 
@@ -42,8 +43,7 @@ READY = {"status": "ready", "checks": {"store": "ok", "schema": "ok", "keys": "o
 BEHIND = {
     "status": "unready",
     "checks": {"store": "ok", "schema": "behind", "keys": "ok"},
-    "message": "schema behind: the store is at schema revision 0004; this connhub needs revision 0005: "
-    "run `connhub migrate`",
+    "message": f"schema behind: {behind_message('0004')}",  # names this version's revision (HEAD)
 }
 
 

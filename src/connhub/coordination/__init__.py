@@ -1,4 +1,4 @@
-"""What replicas must agree on: the test rate limit, the probe concurrency bound, the schema cache.
+"""What replicas must agree on: the test rate limit, the probe concurrency bound, the cache of discovered tables.
 
 Each has one small interface and two implementations: `local` (this process's memory: one process
 is the whole service) and `redis` (shared by every process that names the same CONNHUB_REDIS_URL
@@ -22,7 +22,7 @@ class RateLimiter(Protocol):
         """Count one test of the connection, or raise RateLimited (or SharedStateUnavailable)."""
 
 
-class SchemaCache(Protocol):
+class TablesCache(Protocol):
     """Discovered tables by connection version; `schemas`: the other schemas read with its own
     (validate-schema may name `schema.table` keys), cached apart from the plain read."""
 
@@ -30,7 +30,7 @@ class SchemaCache(Protocol):
         """This process's copy, without a network call (what a rendering may show in passing)."""
 
     async def lookup(self, connection: Connection, schemas: tuple[str, ...] = ()) -> list[Table] | None:
-        """The schema every replica serves for this version of the connection, while fresh."""
+        """The tables every replica serves for this version of the connection, while fresh."""
 
     async def put(self, connection: Connection, tables: list[Table], schemas: tuple[str, ...] = ()) -> None: ...
 
@@ -51,7 +51,7 @@ class SharedLink(Protocol):
 @dataclass(frozen=True)
 class Coordination:
     rate_limiter: RateLimiter
-    schema_cache: SchemaCache
+    tables_cache: TablesCache
     probe_slots: ProbeSlots
     link: SharedLink | None = None  # what the three share (Redis), when they share one
 
@@ -70,7 +70,7 @@ def build(settings: Settings) -> Coordination:
     if not settings.redis_url:
         return Coordination(
             local.LocalRateLimiter(settings.tests_per_minute),
-            local.LocalSchemaCache(settings.schema_cache_ttl_s),
+            local.LocalTablesCache(settings.tables_cache_ttl_s),
             local.LocalProbeSlots(settings.probe_max_concurrent),
         )
     from connhub.coordination import shared  # redis-py is loaded only when Redis is used

@@ -38,8 +38,8 @@ def limited(per_minute: int, wait_s: float) -> RateLimited:
     return RateLimited(f"at most {per_minute} tests a minute per connection", max(1, int(wait_s) + 1))
 
 
-class LocalSchemaCache:
-    """Discovered schemas by connection (and the other schemas read with its own), valid for
+class LocalTablesCache:
+    """Discovered tables by connection (and by the other schemas read with its own), valid for
     `ttl_s` and only for the version they were read at."""
 
     def __init__(self, ttl_s: float, max_entries: int = 1024) -> None:

@@ -5,7 +5,7 @@
 - Probe bound: a sorted set of holders scored by when their lease ends. A holder that dies (a
   killed replica) stops counting when its lease ends; a lease outlives the longest probe, which
   CONNHUB_PROBE_TIMEOUT_S bounds, waiting included.
-- Schema cache: one key per connection holding the version it was read at and the tables; what one
+- Tables cache: one key per connection holding the version it was read at and the tables; what one
   replica stores (a `?refresh=true`) is what every replica answers next.
 
 When Redis does not answer (CONNHUB_REDIS_TIMEOUT_S): the limit fails closed (503, CONN-1021: a
@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from connhub.config import Settings
 from connhub.coordination import Coordination
-from connhub.coordination.local import WINDOW_S, LocalProbeSlots, LocalSchemaCache, limited
+from connhub.coordination.local import WINDOW_S, LocalProbeSlots, LocalTablesCache, limited
 from connhub.domain.connection import Connection, Versioned
 from connhub.domain.errors import SharedStateUnavailable
 from connhub.domain.reports import Column, Table
@@ -130,13 +130,13 @@ class RedisRateLimiter:
             raise limited(self.per_minute, wait_ms / 1000)
 
 
-class RedisSchemaCache:
+class RedisTablesCache:
     """Shared by every replica; this process's copy answers while Redis does not."""
 
     def __init__(self, link: RedisLink, ttl_s: float) -> None:
         self._link = link
         self._ttl_ms = int(ttl_s * 1000)
-        self._local = LocalSchemaCache(ttl_s)
+        self._local = LocalTablesCache(ttl_s)
 
     def get(self, connection: Versioned, schemas: tuple[str, ...] = ()) -> list[Table] | None:
         return self._local.get(connection, schemas)
@@ -174,7 +174,8 @@ class RedisSchemaCache:
 
     def _key(self, connection_id: UUID, schemas: tuple[str, ...] = ()) -> str:
         # Entries with other schemas are not dropped with the plain one: each holds the version it
-        # was read at, and any write makes that version old (and the TTL ends them).
+        # was read at, and any write makes that version old (and the TTL ends them). The key keeps
+        # its old word, "schema": replicas of the previous version, during a rolling restart, share it.
         return self._link.key("schema", str(connection_id), *schemas)
 
 
@@ -223,7 +224,7 @@ def coordination(settings: Settings) -> Coordination:
     link = RedisLink(settings.redis_url, settings.redis_prefix, settings.redis_timeout_s)
     return Coordination(
         RedisRateLimiter(link, settings.tests_per_minute),
-        RedisSchemaCache(link, settings.schema_cache_ttl_s),
+        RedisTablesCache(link, settings.tables_cache_ttl_s),
         RedisProbeSlots(link, settings.probe_max_concurrent, settings.probe_timeout_s + LEASE_MARGIN_S),
         link,
     )

@@ -76,7 +76,7 @@ class ConnectionSpec:
     database_name: str
     user_name: str
     password: str = field(repr=False)
-    schema: str | None = None
+    schema_name: str | None = None  # canonical field `schema`: the one discovery reads
     ssl: SslSettings | None = None
     metadata: dict[str, str] | None = None
     options: dict[str, str] = field(default_factory=dict)
@@ -111,13 +111,12 @@ class Connection:
     port: int
     database_name: str
     user_name: str
-    schema: str | None
+    schema_name: str | None  # canonical field `schema`
     ssl: SslSummary | None
     metadata: dict[str, str] | None
     options: dict[str, str]
     sub_type: str | None
     masked_connection_string: str | None
-    has_password: bool
     ssh: SshSummary | None
     created_at: datetime
     updated_at: datetime
@@ -178,7 +177,7 @@ def validate_spec(fields: Mapping[str, Any], *, ssh_credentials_required: bool =
     database_name = bounded_text("databaseName", values.get("databaseName"), 128, errors, required=True)
     user_name = bounded_text("userName", values.get("userName"), 128, errors, required=True)
     password = bounded_text("password", values.get("password"), 1024, errors, required=True, secret=True)
-    schema = bounded_text("schema", values.get("schema"), 128, errors, required=False)
+    schema_name = bounded_text("schema", values.get("schema"), 128, errors, required=False)
     ssl = _ssl(values.get("ssl"), errors)
     metadata = _metadata(values.get("metadata"), errors)
     options = _options(values.get("options"), errors)
@@ -197,7 +196,7 @@ def validate_spec(fields: Mapping[str, Any], *, ssh_credentials_required: bool =
         database_name=database_name,
         user_name=user_name,
         password=password,
-        schema=schema,
+        schema_name=schema_name,
         ssl=ssl,
         metadata=metadata,
         options=options,
@@ -208,7 +207,8 @@ def validate_spec(fields: Mapping[str, Any], *, ssh_credentials_required: bool =
 
 
 def spec_fields(spec: ConnectionSpec) -> dict[str, Any]:
-    """The canonical field mapping of `spec`: `validate_spec(spec_fields(s)) == s`."""
+    """The canonical field mapping of `spec`: `validate_spec(spec_fields(s)) == s`. (`stored_fields`
+    is the same mapping of a stored connection, which holds no secret.)"""
     fields: dict[str, Any] = {
         "configName": spec.config_name,
         "type": spec.engine.value,
@@ -217,7 +217,7 @@ def spec_fields(spec: ConnectionSpec) -> dict[str, Any]:
         "databaseName": spec.database_name,
         "userName": spec.user_name,
         "password": spec.password,
-        "schema": spec.schema,
+        "schema": spec.schema_name,
         "metadata": spec.metadata,
         "options": spec.options or None,
         "subType": spec.sub_type,
@@ -232,6 +232,27 @@ def spec_fields(spec: ConnectionSpec) -> dict[str, Any]:
             "cert": spec.ssl.cert,
             "key": spec.ssl.key,
         }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def stored_fields(connection: Connection) -> dict[str, Any]:
+    """The canonical field mapping of a stored connection, without a secret: `spec_fields` of its
+    spec but for `password`, `connectionString`, the ssl PEMs and the tunnel's credentials (only the
+    key ring opens those). `ssl` is `{mode}`; `ssh` the block with its host key, not its secrets."""
+    fields: dict[str, Any] = {
+        "configName": connection.config_name,
+        "type": connection.engine.value,
+        "host": connection.host,
+        "port": connection.port,
+        "databaseName": connection.database_name,
+        "userName": connection.user_name,
+        "schema": connection.schema_name,
+        "metadata": connection.metadata,
+        "options": connection.options or None,
+        "subType": connection.sub_type,
+        "ssl": {"mode": connection.ssl.mode.value} if connection.ssl is not None else None,
+        "ssh": connection.ssh.fields({}) if connection.ssh is not None else None,
+    }
     return {name: value for name, value in fields.items() if value is not None}
 
 

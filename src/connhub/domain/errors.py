@@ -95,7 +95,7 @@ class PreconditionFailed(ConnhubError):
 
 
 class TestFailed(ConnhubError):
-    """A live test or schema read did not succeed; `report` says why (never with a secret)."""
+    """A live test or table discovery did not succeed; `report` says why (never with a secret)."""
 
     code = "CONN-1010"
     title = "Connection test failed"

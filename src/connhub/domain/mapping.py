@@ -87,8 +87,8 @@ def own_schema(connection: Connection) -> str:
     """The schema an unqualified table name is looked up in, as discovery names it: the
     connection's, else the engine's default; Oracle's the user's; MySQL's and MongoDB's the database."""
     if connection.engine is Engine.ORACLE:
-        return _folded(connection.schema or connection.user_name, Engine.ORACLE)
-    return connection.schema or connection.engine.facts.default_schema or connection.database_name
+        return _folded(connection.schema_name or connection.user_name, Engine.ORACLE)
+    return connection.schema_name or connection.engine.facts.default_schema or connection.database_name
 
 
 def table_key(connection: Connection, name: str) -> tuple[str | None, str]:

@@ -1,4 +1,4 @@
-"""What a live test and a schema read tell the caller."""
+"""What a live test and a table discovery tell the caller."""
 
 from __future__ import annotations
 

@@ -230,7 +230,9 @@ class HealthScheduler:
 
 
 def _summary(connection: Connection) -> dict[str, str | int]:
-    """What an alert says of a connection: where it is, never a secret."""
+    """What an alert says of a connection: where it is, never a secret. The webhook body's own shape
+    (README, Alerts), written out rather than taken from domain.connection.stored_fields, so that a
+    change of the canonical fields never changes what receivers get."""
     return {
         "id": str(connection.id),
         "configName": connection.config_name,

@@ -67,7 +67,7 @@ class ProbeTarget:
     database: str
     user: str
     password: str = field(repr=False)
-    schema: str | None = None
+    schema_name: str | None = None  # the schema discovery reads (None: the engine's default)
     ssl: SslMaterial | None = field(default=None, repr=False)
     # Driver options (e.g. MongoDB authSource, replicaSet; `srv`="true" for mongodb+srv).
     options: Mapping[str, str] = field(default_factory=dict)
@@ -120,7 +120,7 @@ class Probe(Protocol):
     async def test(self, target: ProbeTarget, ctx: ProbeContext) -> None:
         """Connect, authenticate and run a trivial query; fill `ctx`; raise on failure."""
 
-    async def read_schema(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
+    async def discover_tables(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
         """Tables (or collections) of the target's schema with their columns in ordinal order.
 
         One catalog query per engine (or a bounded few), never one per table.

@@ -80,7 +80,7 @@ class MongoProbe:
             with ctx.phase("query"):
                 await _read_version(client, ctx)
 
-    async def read_schema(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
+    async def discover_tables(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
         async with _session(target, ctx) as client:
             with ctx.phase("query"):
                 await _read_version(client, ctx)
@@ -382,7 +382,7 @@ def _first_line(exc: BaseException) -> str:
     return first_line(str(exc), _NOISE, type(exc).__name__)
 
 
-# --- the schema ----------------------------------------------------------------------------------
+# --- the tables ----------------------------------------------------------------------------------
 
 
 async def _read_collections(database: AsyncDatabase[dict[str, Any]]) -> list[Table]:

@@ -82,7 +82,7 @@ VERSION_QUERY = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128))"
 # One catalog query: the columns of the schemas' tables and views in ordinal order, with whether
 # each is part of the table's primary key. Tables of the own schema (the first parameter) are named
 # bare, those of the other schemas asked for (the IN list) `schema.table`.
-SCHEMA_QUERY = """
+TABLES_QUERY = """
 SELECT CASE WHEN c.TABLE_SCHEMA = %s THEN c.TABLE_NAME ELSE c.TABLE_SCHEMA + '.' + c.TABLE_NAME END,
        c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_MAXIMUM_LENGTH,
        c.NUMERIC_PRECISION, c.NUMERIC_SCALE, c.IS_NULLABLE,
@@ -103,13 +103,13 @@ class SqlServerProbe:
     async def test(self, target: ProbeTarget, ctx: ProbeContext) -> None:
         await _in_thread(target, ctx, lambda connection: None)
 
-    async def read_schema(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
-        schema = target.schema or DEFAULT_SCHEMA
+    async def discover_tables(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
+        schema = target.schema_name or DEFAULT_SCHEMA
         schemas = (schema, *target.schemas)
-        query = SCHEMA_QUERY.replace("{schemas}", ", ".join(["%s"] * len(schemas)))
+        query = TABLES_QUERY.replace("{schemas}", ", ".join(["%s"] * len(schemas)))
 
         def read(connection: Any) -> list[Table]:
-            return tables_from_rows(_rows(connection, query, (schema, *schemas, schema)))
+            return tables_from_mssql_rows(_rows(connection, query, (schema, *schemas, schema)))
 
         return await _in_thread(target, ctx, read)
 
@@ -476,11 +476,11 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else text.strip() or "unknown error"
 
 
-# --- the schema ----------------------------------------------------------------------------------
+# --- the tables ----------------------------------------------------------------------------------
 
 
-def tables_from_rows(rows: Sequence[Sequence[Any]]) -> list[Table]:
-    """Rows of SCHEMA_QUERY (ordered by table, then ordinal position) as tables."""
+def tables_from_mssql_rows(rows: Sequence[Sequence[Any]]) -> list[Table]:
+    """Rows of TABLES_QUERY (ordered by table, then ordinal position) as tables."""
     return tables_from_columns(
         (
             str(table),

@@ -38,7 +38,7 @@ from connhub.probes.support import (
     VERIFYING_MODES,
     load_client_certificate,
     record_tls,
-    tables_from_rows,
+    tables_from_catalog_rows,
     time_left,
 )
 
@@ -47,7 +47,7 @@ T = TypeVar("T")
 _MIN_TIMEOUT_S = 0.5
 
 # One information_schema query for the whole database; COLUMN_KEY = 'PRI' marks primary keys.
-SCHEMA_SQL = """
+TABLES_QUERY = """
 SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE = 'YES', COLUMN_KEY = 'PRI'
 FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = %s
@@ -59,10 +59,10 @@ class MysqlProbe:
     async def test(self, target: ProbeTarget, ctx: ProbeContext) -> None:
         await run_blocking(Engine.MYSQL, _with_connection, target, ctx, _ping)
 
-    async def read_schema(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
-        database = target.schema or target.database
+    async def discover_tables(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
+        database = target.schema_name or target.database
         rows = await run_blocking(Engine.MYSQL, _with_connection, target, ctx, lambda c: _columns(c, database))
-        return tables_from_rows(rows)
+        return tables_from_catalog_rows(rows)
 
 
 PROBE = MysqlProbe()
@@ -76,7 +76,7 @@ def _ping(conn: Any) -> None:
 
 def _columns(conn: Any, database: str) -> list[tuple[Any, ...]]:
     with conn.cursor() as cursor:
-        cursor.execute(SCHEMA_SQL, (database,))
+        cursor.execute(TABLES_QUERY, (database,))
         return list(cursor.fetchall())
 
 

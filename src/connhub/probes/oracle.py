@@ -42,7 +42,7 @@ from connhub.probes.support import (
 
 # One catalog query: every column of the owner's tables and views, with the primary key columns.
 # Dropped tables waiting in the recycle bin (BIN$...) are left out.
-SCHEMA_QUERY = """
+TABLES_QUERY = """
 SELECT CASE WHEN c.owner = :owner THEN c.table_name ELSE c.owner || '.' || c.table_name END,
        c.column_name, c.data_type, c.data_length, c.char_length,
        c.data_precision, c.data_scale, c.nullable,
@@ -67,30 +67,30 @@ class OracleProbe:
                 await cursor.execute("SELECT 1 FROM DUAL")
                 await cursor.fetchall()
 
-    async def read_schema(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
+    async def discover_tables(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
         async with _connection(target, ctx) as connection, connection.cursor() as cursor:
             with ctx.phase("query"):
                 cursor.arraysize = 1000
-                query, binds = schema_query(target)
+                query, binds = tables_query(target)
                 await cursor.execute(query, binds)
                 rows = await cursor.fetchall()
-        return tables_from_rows(rows)
+        return tables_from_oracle_rows(rows)
 
 
 PROBE = OracleProbe()
 
 
-def schema_query(target: ProbeTarget) -> tuple[str, dict[str, str]]:
-    """SCHEMA_QUERY over the target's own schema and the others it asks for, with its binds."""
+def tables_query(target: ProbeTarget) -> tuple[str, dict[str, str]]:
+    """TABLES_QUERY over the target's own schema and the others it asks for, with its binds."""
     others = {f"other{index}": owner for index, owner in enumerate(target.schemas)}
     owners = ", ".join([":owner", *(f":{name}" for name in others)])
-    return SCHEMA_QUERY.replace("{owners}", owners), {"owner": schema_owner(target), **others}
+    return TABLES_QUERY.replace("{owners}", owners), {"owner": schema_owner(target), **others}
 
 
 def schema_owner(target: ProbeTarget) -> str:
-    """The schema to read: `target.schema` or the user, as Oracle stores unquoted names (upper
+    """The schema to read: `target.schema_name` or the user, as Oracle stores unquoted names (upper
     case); a name written in double quotes keeps its case."""
-    name = target.schema or target.user
+    name = target.schema_name or target.user
     if len(name) > 1 and name.startswith('"') and name.endswith('"'):
         return name[1:-1]
     return name.upper()
@@ -310,11 +310,11 @@ def _first_line(error: BaseException) -> str:
     return first_line(str(error).strip(), _NOISE, type(error).__name__)
 
 
-# --- the schema ----------------------------------------------------------------------------------
+# --- the tables ----------------------------------------------------------------------------------
 
 
-def tables_from_rows(rows: Sequence[Sequence[Any]]) -> list[Table]:
-    """Rows of SCHEMA_QUERY (ordered by table, then column) as tables."""
+def tables_from_oracle_rows(rows: Sequence[Sequence[Any]]) -> list[Table]:
+    """Rows of TABLES_QUERY (ordered by table, then column) as tables."""
     return tables_from_columns(
         (
             str(table),

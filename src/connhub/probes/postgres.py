@@ -29,7 +29,7 @@ from connhub.probes.support import (
     certificate_expiry,
     private_files,
     system_ca_file,
-    tables_from_rows,
+    tables_from_catalog_rows,
 )
 
 DEFAULT_SCHEMA = Engine.POSTGRESQL.facts.default_schema
@@ -39,7 +39,7 @@ _LIBPQ_WITH_SSLCERTMODE = 160000
 # views cost seconds on schemas with thousands of tables. Only what the user may SELECT is listed
 # (as information_schema would); partitions are left out, their parent stands for them. Tables of
 # the own schema are named bare, those of the other schemas asked for `schema.table`.
-SCHEMA_SQL = """
+TABLES_QUERY = """
 SELECT CASE WHEN n.nspname = %(schema)s THEN c.relname ELSE n.nspname || '.' || c.relname END,
        a.attname,
        pg_catalog.format_type(a.atttypid, a.atttypmod),
@@ -65,14 +65,14 @@ class PostgresProbe:
             with ctx.phase("query"):
                 await conn.execute("SELECT 1")
 
-    async def read_schema(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
+    async def discover_tables(self, target: ProbeTarget, ctx: ProbeContext) -> list[Table]:
         async with _connected(target, ctx) as conn, _classified():
             with ctx.phase("query"):
-                schema = target.schema or DEFAULT_SCHEMA
+                schema = target.schema_name or DEFAULT_SCHEMA
                 params = {"schema": schema, "schemas": [schema, *target.schemas]}
-                cursor = await conn.execute(SCHEMA_SQL, params)
+                cursor = await conn.execute(TABLES_QUERY, params)
                 rows = await cursor.fetchall()
-        return tables_from_rows(rows)
+        return tables_from_catalog_rows(rows)
 
 
 PROBE = PostgresProbe()

@@ -57,7 +57,7 @@ class ProbePolicy:
 
 
 class ProbeRunner:
-    """Tests connections and reads their schema; one instance serves the whole process."""
+    """Tests connections and discovers their tables; one instance serves the whole process."""
 
     def __init__(self, policy: ProbePolicy, slots: ProbeSlots | None = None) -> None:
         self._policy = policy
@@ -69,9 +69,9 @@ class ProbeRunner:
         _, report = await self._run(target, lambda probe, ctx: probe.test(target, ctx))
         return report
 
-    async def read_schema(self, target: ProbeTarget) -> tuple[list[Table] | None, TestReport]:
+    async def discover_tables(self, target: ProbeTarget) -> tuple[list[Table] | None, TestReport]:
         """The target's tables with a report of the attempt; tables are None when it failed."""
-        return await self._run(target, lambda probe, ctx: probe.read_schema(target, ctx))
+        return await self._run(target, lambda probe, ctx: probe.discover_tables(target, ctx))
 
     async def _run(
         self, target: ProbeTarget, action: Callable[[Probe, ProbeContext], Awaitable[T]]

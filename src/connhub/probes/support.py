@@ -173,7 +173,7 @@ def timed_out(target: ProbeTarget, ctx: ProbeContext) -> ProbeFailure:
     return ProbeFailure(ErrorCategory.TIMEOUT, f"No answer from {where(target, ctx)} within {ctx.timeout_s:g} s")
 
 
-# --- the schema ----------------------------------------------------------------------------------
+# --- the tables ----------------------------------------------------------------------------------
 
 
 def tables_from_columns(columns: Iterable[tuple[str, Column]]) -> list[Table]:
@@ -184,7 +184,7 @@ def tables_from_columns(columns: Iterable[tuple[str, Column]]) -> list[Table]:
     return [Table(name=name, columns=tuple(cols)) for name, cols in tables.items()]
 
 
-def tables_from_rows(rows: Iterable[Sequence[Any]]) -> list[Table]:
+def tables_from_catalog_rows(rows: Iterable[Sequence[Any]]) -> list[Table]:
     """Catalog rows of (table, column, type, nullable, primary key), ordered by table then
     position, as tables (the layout of the PostgreSQL and MySQL catalog queries)."""
     return tables_from_columns(

@@ -1,6 +1,6 @@
 """SSH tunnels: a probe reaches a database through a bastion (and the bastion's jump host).
 
-One tunnel per live test or schema read, opened inside the runner's time budget and closed before
+One tunnel per live test or table discovery, opened inside the runner's time budget and closed before
 the answer leaves: an SSH connection to the bastion (through the jump host, a two-hop chain, when
 there is one), and a listener on 127.0.0.1 with a port the kernel picks. Every connection the
 driver makes to that listener (pymongo opens a monitor beside its pool) becomes a `direct-tcpip`

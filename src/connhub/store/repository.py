@@ -52,7 +52,6 @@ from connhub.store.batching import Batcher
 from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.group_update import GroupUpdate, PendingUpdate
 from connhub.store.revision import RevisionWatch
-from connhub.store.schema import async_url
 from connhub.store.tables import (
     DATABASE_NOW,
     connection_health,
@@ -62,6 +61,7 @@ from connhub.store.tables import (
     key_checks,
 )
 from connhub.store.totals import ListTotals
+from connhub.store.urls import async_url
 
 Sealed = Mapping[str, tuple[str, bytes]]  # field -> (key id, ciphertext)
 GET_BATCH = 128  # ids per SELECT
@@ -224,7 +224,6 @@ class ConnectionRepository:
                 "tenant": tenant,
                 "key": idempotency.key,
                 "request_hash": idempotency.request_hash,
-                "status": 201,
                 "response": {"connectionId": str(idempotency.connection_id)},
                 "created_at": now,
             }
@@ -636,6 +635,8 @@ def _cursor_after(last: Row[Any, Any, Any, Any, Any], query: ListQuery) -> str:
 
 
 def _spec_columns(spec: ConnectionSpec, masked_uri: str | None) -> dict[str, Any]:
+    # The store's own shape (column names, name_key, ssl and ssh as their stored summaries), not the
+    # canonical fields of domain.connection.stored_fields: kept apart on purpose.
     ssl = spec.ssl.summary if spec.ssl else None
     return {
         "config_name": spec.config_name,
@@ -645,7 +646,7 @@ def _spec_columns(spec: ConnectionSpec, masked_uri: str | None) -> dict[str, Any
         "port": spec.port,
         "database_name": spec.database_name,
         "user_name": spec.user_name,
-        "schema_name": spec.schema,
+        "schema_name": spec.schema_name,
         "ssl": None
         if ssl is None
         else {"mode": ssl.mode.value, "hasCa": ssl.has_ca, "hasCert": ssl.has_cert, "hasKey": ssl.has_key},
@@ -683,7 +684,7 @@ def _to_connection(row: Mapping[Any, Any]) -> Connection:
         port=row["port"],
         database_name=row["database_name"],
         user_name=row["user_name"],
-        schema=row["schema_name"],
+        schema_name=row["schema_name"],
         ssl=None
         if ssl is None
         else SslSummary(SslMode(ssl["mode"]), ssl["hasCa"], ssl["hasCert"], ssl["hasKey"]),
@@ -691,7 +692,6 @@ def _to_connection(row: Mapping[Any, Any]) -> Connection:
         options=row["options"] or {},
         sub_type=row["sub_type"],
         masked_connection_string=row["masked_connection_string"],
-        has_password=True,
         ssh=SshSummary.from_json(row["ssh"]) if row["ssh"] else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],

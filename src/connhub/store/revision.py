@@ -14,11 +14,11 @@ from sqlalchemy import Connection, create_engine, inspect, pool, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from connhub.store.schema import sync_url
+from connhub.store.urls import sync_url
 
 # The newest migration's revision id. tests/store/test_revision.py checks it against Alembic's head,
 # so a new migration that forgets to move it fails there, not in production.
-HEAD = "0005"
+HEAD = "0006"
 VERSION_TABLE = "alembic_version"
 _VERSION = text(f"SELECT version_num FROM {VERSION_TABLE}")
 AT_HEAD_TTL_S = 30.0  # a store seen at head is asked again after this long; one behind, every time

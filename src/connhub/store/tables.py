@@ -113,7 +113,6 @@ idempotency_keys = Table(
     Column("tenant", String(200), primary_key=True),
     Column("key", String(200), primary_key=True),
     Column("request_hash", String(64), nullable=False),
-    Column("status", Integer, nullable=False),
     Column("response", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )

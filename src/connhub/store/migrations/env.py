@@ -1,4 +1,4 @@
-"""Alembic environment: runs migrations on the connection `connhub.store.schema` hands it."""
+"""Alembic environment: runs migrations on the connection `connhub.store.migrate` hands it."""
 
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ ListedRows = Annotated[RenderedRows, Depends(rows_of(render_stored))]
 async def one(connection: Connection, service: ConnectionService, health: HealthMonitor) -> Json:
     states = await health.states(connection.tenant)
     state = states.get(connection.number, UNKNOWN).value
-    return Json(render(connection, service.cached_schema(connection), state))
+    return Json(render(connection, service.cached_tables(connection), state))
 
 
 @router.post(
@@ -95,7 +95,7 @@ async def list_connections(principal: TeamReader, service: ServiceDep, health: H
 
     def answered(row: Rendered) -> bytes:
         state = states.get(row.stamp.number, UNKNOWN)
-        tables = service.cached_schema(row.stamp)
+        tables = service.cached_tables(row.stamp)
         if tables is not None:
             return with_fields(row, live(tables, state))
         if state not in no_schema:
@@ -158,9 +158,9 @@ def _test_answer(report: TestReport, tables: list[Table] | None) -> Json:
 
 
 async def _tables_or_none(service: ConnectionService, tenant: str, connection: Connection) -> list[Table] | None:
-    """The schema after a successful test; None if reading it failed (the test still succeeded)."""
+    """The tables discovered after a successful test; None if that failed (the test still succeeded)."""
     try:
-        return await service.schema(tenant, connection)
+        return await service.discover_tables(tenant, connection)
     except TestFailed:
         return None
 
@@ -190,7 +190,7 @@ async def _test_unsaved(service: ConnectionService, body: dict[str, Any]) -> Jso
     fields = canonical_fields(body)
     with in_chartbrew_terms():
         report = await service.test_unsaved(fields)
-    tables = await service.read_unsaved_schema(fields) if report.ok else None
+    tables = await service.discover_unsaved_tables(fields) if report.ok else None
     return _test_answer(report, tables)
 
 
@@ -201,7 +201,7 @@ async def _test_unsaved(service: ConnectionService, body: dict[str, Any]) -> Jso
 )
 async def update_schema(principal: TeamWriter, connection_id: ConnectionNumber, service: ServiceDep) -> Json:
     connection = await service.get_by_number(principal.tenant, connection_id)
-    tables = await service.schema(principal.tenant, connection, refresh=True)
+    tables = await service.discover_tables(principal.tenant, connection, refresh=True)
     return Json(render(connection, tables))
 
 

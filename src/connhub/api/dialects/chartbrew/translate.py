@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from connhub.api.dialects.formats import rfc3339
-from connhub.domain.connection import Connection, SslMode, validate_spec
+from connhub.domain.connection import Connection, SslMode, stored_fields, validate_spec
 from connhub.domain.engines import Engine
 from connhub.domain.errors import TestFailed, ValidationFailed
 from connhub.domain.reports import Table, TestReport
@@ -168,28 +168,16 @@ def _patch(fields: dict[str, Any], current: Connection) -> dict[str, Any]:
     masked connection string echoed back, and any other value echoed unchanged. Dropping the
     echoes matters: a changed host or port would otherwise drop the stored connection string.
     """
-    stored = _echoable_values(current)
+    stored = stored_fields(current)
     patch = dict(fields)
     if patch.get("password") is None:
         patch.pop("password", None)
     if "connectionString" in patch and patch["connectionString"] == current.masked_connection_string:
         patch.pop("connectionString")
     for name in ECHOABLE:
-        if name in patch and patch[name] == stored[name]:
+        if name in patch and patch[name] == stored.get(name):
             patch.pop(name)
     return patch
-
-
-def _echoable_values(current: Connection) -> dict[str, Any]:
-    return {
-        "configName": current.config_name,
-        "type": current.engine.value,
-        "host": current.host,
-        "port": current.port,
-        "databaseName": current.database_name,
-        "userName": current.user_name,
-        "subType": current.sub_type,
-    }
 
 
 def _engine(value: Any, problems: dict[str, str]) -> str | None:
@@ -322,7 +310,7 @@ def _ssl_on(connection: Connection) -> bool:
 
 
 def render(connection: Connection, tables: list[Table] | None, health: str = "unknown") -> dict[str, Any]:
-    """A connection in Chartbrew's shape; `tables`: its cached discovered schema, if any; `health`:
+    """A connection in Chartbrew's shape; `tables`: its cached discovered tables, if any; `health`:
     its scheduled health state (up, down, unknown)."""
     return {**render_stored(connection), **live_fields(tables, health)}
 
@@ -342,7 +330,7 @@ def render_stored(connection: Connection) -> dict[str, Any]:
         "dbName": connection.database_name,
         "username": connection.user_name,
         "password": None,
-        "hasPassword": connection.has_password,
+        "hasPassword": True,  # validate_spec requires a password: every stored connection holds one
         "connectionString": connection.masked_connection_string,
         "srv": connection.options.get("srv") == "true",
         # As Chartbrew stores them, a list of single-key objects: its MongoDB form rebuilds its
@@ -404,7 +392,7 @@ def schema_json(tables: list[Table] | None) -> dict[str, Any] | None:
 
 
 def test_answer(report: TestReport, tables: list[Table] | None = None) -> dict[str, Any]:
-    """A test's answer: the report, `success`, and the schema read after a successful one. The
+    """A test's answer: the report, `success`, and the tables discovered after a successful one. The
     report's field to fix is named as Chartbrew names it (sshPassword, dbName...). A failed one is a
     400 (FAILED_TEST_STATUS), so it also carries the error shape's `code` and `title` (the report's
     `message` is the error's)."""

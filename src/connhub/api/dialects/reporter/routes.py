@@ -220,8 +220,8 @@ async def schema(request: Request, id: str, principal: Reader, service: ServiceD
     if refresh:  # a live read on demand is a test in all but name
         principal.require(WRITE)
     connection = await service.get(principal.tenant, connection_id(id))
-    tables = await service.schema(principal.tenant, connection, refresh)
-    return Json(translate.render_schema(connection, tables))
+    tables = await service.discover_tables(principal.tenant, connection, refresh)
+    return Json(translate.render_tables(connection, tables))
 
 
 @router.post(
@@ -258,5 +258,5 @@ async def data_sources(principal: Reader, service: ServiceDep) -> Json:
 )
 async def data_source(id: str, principal: Reader, service: ServiceDep) -> Json:
     connection = await service.get_by_name_or_id(principal.tenant, id)
-    tables = await service.schema(principal.tenant, connection)
+    tables = await service.discover_tables(principal.tenant, connection)
     return Json(translate.data_source_detail(connection, tables))

@@ -136,6 +136,8 @@ def mapped_fields(body: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
 
 
 def render(connection: Connection) -> dict[str, Any]:
+    # Not domain.connection.stored_fields on purpose: an answer is its own shape (id, productName,
+    # ssl and ssh as has* summaries, timestamps; no options or subType) in a fixed key order.
     body: dict[str, Any] = {
         "id": str(connection.id),
         "configName": connection.config_name,
@@ -146,8 +148,8 @@ def render(connection: Connection) -> dict[str, Any]:
         "databaseName": connection.database_name,
         "userName": connection.user_name,
     }
-    if connection.schema is not None:
-        body["schema"] = connection.schema
+    if connection.schema_name is not None:
+        body["schema"] = connection.schema_name
     if connection.ssl is not None:
         ssl = connection.ssl
         body["ssl"] = {
@@ -170,7 +172,7 @@ def page_fields(found: Page[Any]) -> dict[str, Any]:
     return {"page": found.page, "limit": found.limit, "total": found.total, "nextCursor": found.next_cursor}
 
 
-def render_schema(connection: Connection, tables: list[Table]) -> dict[str, Any]:
+def render_tables(connection: Connection, tables: list[Table]) -> dict[str, Any]:
     return {
         "id": str(connection.id),
         "configName": connection.config_name,
