@@ -64,7 +64,17 @@ async def _fill(http: httpx.AsyncClient, rows: int) -> tuple[list[str], list[int
     return ids, numbers
 
 
-async def _profile(url: str, name: str, rows: int, count: int, top: int, callers: str | None) -> None:
+async def _send_all(send: Request, http: httpx.AsyncClient, numbers: range, concurrency: int) -> None:
+    """`send` each number, `concurrency` at a time (a wave of gets is then one batched SELECT)."""
+    for start in range(numbers.start, numbers.stop, concurrency):
+        wave = range(start, min(start + concurrency, numbers.stop))
+        for answer in await asyncio.gather(*(send(http, n) for n in wave)):
+            answer.raise_for_status()
+
+
+async def _profile(
+    url: str, name: str, rows: int, count: int, concurrency: int, top: int, callers: str | None, callees: str | None
+) -> None:
     settings = Settings(database_url=url, encryption_keys=generate_key(), log_level="WARNING")
     app = create_app(settings)
     try:
@@ -72,25 +82,27 @@ async def _profile(url: str, name: str, rows: int, count: int, top: int, callers
         async with httpx.AsyncClient(transport=transport, base_url="http://connhub") as http:
             ids, numbers = await _fill(http, rows)
             send = _requests(ids, numbers)[name]
-            for n in range(min(count, 20)):  # warm caches and code paths
-                (await send(http, n)).raise_for_status()
+            await _send_all(send, http, range(min(count, 20)), concurrency)  # warm caches and code paths
             started = time.process_time()
-            for n in range(count):
-                (await send(http, n)).raise_for_status()
+            await _send_all(send, http, range(count, 2 * count), concurrency)
             spent = time.process_time() - started
             profiler = cProfile.Profile(time.process_time)
             profiler.enable()
-            for n in range(count):
-                (await send(http, n)).raise_for_status()
+            await _send_all(send, http, range(2 * count, 3 * count), concurrency)
             profiler.disable()
     finally:
         await app.state.hub.close()
-    print(f"{name}: {rows:,} rows, {count} requests, {spent / count * 1000:.2f} ms CPU per request (then profiled:)")
+    print(
+        f"{name}: {rows:,} rows, {count} requests {concurrency} at a time, "
+        f"{spent / count * 1000:.2f} ms CPU per request (then profiled:)"
+    )
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
     stats.print_stats(top)
     if callers:
         stats.print_callers(callers)
+    if callees:
+        stats.print_callees(callees)
     print(out.getvalue())
 
 
@@ -99,12 +111,14 @@ def main() -> None:
     parser.add_argument("request", choices=sorted(_requests([], [])))
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=1, help="requests sent together [1]")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--callers", help="also print who called the functions matching this regex")
+    parser.add_argument("--callees", help="also print what the functions matching this regex called")
     parser.add_argument("--pg-admin-url", default=os.environ.get("BENCH_PG_ADMIN_URL", PG_ADMIN_URL))
     args = parser.parse_args()
     with postgres_database(args.pg_admin_url, clean_environment({})) as url:
-        asyncio.run(_profile(url, args.request, args.rows, args.requests, args.top, args.callers))
+        asyncio.run(_profile(url, args.request, args.rows, args.requests, args.concurrency, args.top, args.callers, args.callees))
 
 
 if __name__ == "__main__":
