@@ -23,6 +23,7 @@ from sqlalchemy import insert, select
 
 from connhub.audit import Action, AuditEntry, AuditPage, AuditQuery, Detail, acting, encode_cursor
 from connhub.domain.errors import StoreUnavailable
+from connhub.store.json_rows import JsonRows
 from connhub.store.repository import ConnectionRepository
 from connhub.store.tables import audit_log
 
@@ -118,8 +119,12 @@ class AuditStore:
                 log.exception("audit: %d entries could not be written", len(batch))
 
     async def _insert(self, batch: list[AuditEntry]) -> None:
+        rows = [_row(entry) for entry in batch]
         async with self._repository.write_transaction() as conn:
-            await conn.execute(insert(audit_log), [_row(entry) for entry in batch])
+            if conn.dialect.name == "postgresql":  # one constant statement, not a bind per row
+                await conn.exec_driver_sql(_INSERT_POSTGRES, {"rows": _ROWS.document(rows)})
+            else:
+                await conn.execute(insert(audit_log), rows)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -148,6 +153,16 @@ class AuditStore:
 
 def _bounded(text: str | None, length: int) -> str | None:
     return None if text is None else text[:length]
+
+
+_COLUMNS = [str(column.name) for column in audit_log.c if column.name != "id"]
+# In the batch's order, so that ids (the trail's cursor) follow the order entries were recorded in.
+_INSERT_POSTGRES = (
+    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "
+    f"SELECT {', '.join('entry.' + name for name in _COLUMNS)} "
+    "FROM json_populate_recordset(NULL::audit_log, %(rows)s::json) WITH ORDINALITY AS entry ORDER BY entry.ordinality"
+)
+_ROWS = JsonRows(audit_log)
 
 
 def _row(entry: AuditEntry) -> dict[str, Any]:

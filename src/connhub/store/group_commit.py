@@ -17,14 +17,14 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
-import orjson
 from sqlalchemy import Insert, Table, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from connhub.domain.errors import IdempotencyKeyTaken, NameTaken
 from connhub.store.batching import Batcher
-from connhub.store.tables import DATABASE_NOW, UtcDateTime, connection_secrets, connections, idempotency_keys
+from connhub.store.json_rows import JsonRows, json_document, read_back
+from connhub.store.tables import DATABASE_NOW, connection_secrets, connections, idempotency_keys
 
 MAX_BATCH = 256  # rows per transaction: bounds one statement's size and one batch's latency
 
@@ -128,14 +128,7 @@ def _insert_skipping_clashes(dialect: str, table: Table) -> Insert:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-# -- PostgreSQL: the whole batch as one statement of one JSON document -----------------------
-#
-# A multi-row VALUES list is a different, long SQL text for every batch size: psycopg parses it
-# anew each time (its statement cache stops at 4 KiB) and nothing can be prepared. On PostgreSQL
-# the batch goes instead as one JSON document (orjson writes it; PostgreSQL reads it into rows with
-# json_populate_recordset) through one constant statement, prepared once per session, that inserts
-# the rows and their secrets together. (One array per column, tried first, spent a tenth of a
-# create in psycopg's Python array encoder.)
+# -- PostgreSQL: the whole batch as one statement of one JSON document (see json_rows) ---------
 
 _ROW_COLUMNS = ", ".join(column.name for column in connections.c if column.name != "number")
 _ROW_VALUES = ", ".join(
@@ -143,10 +136,7 @@ _ROW_VALUES = ", ".join(
     for column in connections.c
     if column.name != "number"
 )
-_UTC_COLUMNS = [  # str(): a column's name is a str subclass, which orjson refuses as a key
-    (str(column.name), column.type) for column in connections.c if isinstance(column.type, UtcDateTime)
-]
-_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+_ROWS = JsonRows(connections)
 
 _INSERT_BATCH_POSTGRES = f"""
 WITH stored AS (
@@ -165,25 +155,11 @@ SELECT id, number, created_at FROM stored
 
 
 async def _insert_connections_postgres(conn: AsyncConnection, pending: list[NewConnection]) -> dict[UUID, Stored]:
-    # Timestamps as UtcDateTime stores them: naive UTC (the columns are `timestamp without time zone`).
-    rows = [
-        new.row | {name: utc.process_bind_param(new.row.get(name), _PG) for name, utc in _UTC_COLUMNS}
-        for new in pending
-    ]
     secrets = [
         {**secret, "owner": new.id, "ciphertext": base64.b64encode(secret["ciphertext"]).decode()}
         for new in pending
         for secret in new.secrets
     ]
-    params = {"rows": _json(rows), "secrets": _json(secrets)}
+    params = {"rows": _ROWS.document([new.row for new in pending]), "secrets": json_document(secrets)}
     stored = await conn.exec_driver_sql(_INSERT_BATCH_POSTGRES, params)
-    utc = connections.c.created_at.type
-    return {
-        row.id: Stored(row.number, utc.process_result_value(row.created_at, _PG))  # type: ignore[attr-defined]
-        for row in stored
-    }
-
-
-def _json(rows: list[dict[str, Any]]) -> str:
-    # default=str: uuid7() answers a subclass of UUID, which orjson leaves to `default`.
-    return orjson.dumps(rows, default=str).decode()
+    return {row.id: Stored(row.number, read_back(row.created_at)) for row in stored}

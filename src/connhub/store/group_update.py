@@ -17,13 +17,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import Row, text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from connhub.store.batching import Batcher
-from connhub.store.tables import DATABASE_NOW, UtcDateTime, connections
+from connhub.store.json_rows import JsonRows, json_document
+from connhub.store.tables import DATABASE_NOW, connections
 
 MAX_BATCH = 256
 
@@ -51,14 +50,14 @@ class GroupUpdate:
         return await self._batches.submit(update)
 
     async def _write(self, batch: list[PendingUpdate]) -> list[Row[Any] | Exception | None]:
-        rows = [{**_as_stored(update.columns), "number": update.number} for update in batch]
+        rows = [{**update.columns, "number": update.number} for update in batch]
         removed = [{"number": update.number, "field": field} for update in batch for field in update.removed]
         sealed = [
             {**secret, "number": update.number, "ciphertext": base64.b64encode(secret["ciphertext"]).decode()}
             for update in batch
             for secret in update.sealed
         ]
-        params = {"rows": _json(rows), "removed": _json(removed), "sealed": _json(sealed)}
+        params = {"rows": _ROWS.document(rows), "removed": json_document(removed), "sealed": json_document(sealed)}
         async with self._session() as conn:
             written = {row.number: row for row in await conn.execute(_UPDATE_BATCH, params)}
         return [written.get(update.number) for update in batch]
@@ -68,8 +67,8 @@ class GroupUpdate:
 # product changes only by assign, deletion only by delete). tests/store pins it to what `replace` sends.
 KEPT_COLUMNS = ("number", "id", "tenant", "product_name", "created_at", "deleted_at")
 SET_COLUMNS = [str(column.name) for column in connections.c if column.name not in KEPT_COLUMNS]
-_UTC_COLUMNS = [(str(column.name), column.type) for column in connections.c if isinstance(column.type, UtcDateTime)]
-_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+_ROWS = JsonRows(connections)
+
 
 def _assignment(column: str) -> str:
     # When a row changed is the database's clock (one for every replica), not the writer's.
@@ -104,10 +103,3 @@ SELECT * FROM written
 ).columns(*connections.c)
 
 
-def _as_stored(columns: dict[str, Any]) -> dict[str, Any]:
-    # Timestamps as UtcDateTime stores them: naive UTC (the columns are `timestamp without time zone`).
-    return columns | {name: utc.process_bind_param(columns[name], _PG) for name, utc in _UTC_COLUMNS if name in columns}
-
-
-def _json(rows: list[dict[str, Any]]) -> str:
-    return orjson.dumps(rows, default=str).decode()
