@@ -118,7 +118,10 @@ def main() -> None:
     parser.add_argument("--pg-admin-url", default=os.environ.get("BENCH_PG_ADMIN_URL", PG_ADMIN_URL))
     args = parser.parse_args()
     with postgres_database(args.pg_admin_url, clean_environment({})) as url:
-        asyncio.run(_profile(url, args.request, args.rows, args.requests, args.concurrency, args.top, args.callers, args.callees))
+        profiled = _profile(
+            url, args.request, args.rows, args.requests, args.concurrency, args.top, args.callers, args.callees
+        )
+        asyncio.run(profiled)
 
 
 if __name__ == "__main__":
