@@ -19,14 +19,13 @@ import aiohttp
 from bench import rows, scenarios
 from bench.load import Call, Figures, closed_loop, summarize
 from bench.options import Options
-from bench.report import StoreResult
+from bench.report import FULL_TEAM_ROWS, StoreResult
 from bench.scenarios import Api
 from bench.server import Server, machine_busy_s, running_server
 from bench.stores import analyze, postgres_database, postmaster_pid, sqlite_path
 from connhub.secrets import KeyRing
 
 MAX_ERROR_RATIO = 0.05
-CHARTBREW_LIST_ROWS = 2000  # the team size of issue 19's side-by-side run
 FILL_REPORT_EVERY_S = 30.0
 
 
@@ -246,7 +245,7 @@ class StoreRun:
         team = scenarios.chartbrew_connections(scenarios.CHARTBREW_TEAM)
         await self.measure("cb_get", scenarios.get_by_id(self.api, numbers, team))
         await self.measure("cb_put", scenarios.chartbrew_put(self.api, numbers))
-        team_rows = min(CHARTBREW_LIST_ROWS, self.options.rows)
+        team_rows = self.result.team_rows = min(FULL_TEAM_ROWS, self.options.rows)
         maker = self._maker(scenarios.CHARTBREW_LIST_TEAM, "cbl")
         if self.place.database_url is None:
             await rows.sqlite_fill(sqlite_path(self.place.cwd), maker, team_rows)
