@@ -100,8 +100,13 @@ async def test_trickled_bodies_are_cut_off_and_unauthenticated_ones_not_waited_f
         await asyncio.sleep(0.5)
         assert (await http.get("/health")).status_code == 200
 
-    assert {status_of(answer) for _, answer in timed_out} == {408}, {answer[:80] for _, answer in timed_out}
-    assert all(b"CONNHUB_REQUEST_TIMEOUT_S" in answer for _, answer in timed_out)
+    # A socket closed with the trickled body unread may reach the client as a reset that drops the
+    # 408 already sent (TCP discards it): seen about once in four CI runs. Every answer is then the
+    # 408 or nothing, and nearly all are the 408.
+    answered = [answer for _, answer in timed_out if answer]
+    assert {status_of(answer) for answer in answered} == {408}, {answer[:80] for _, answer in timed_out}
+    assert len(answered) >= 0.9 * len(timed_out)
+    assert all(b"CONNHUB_REQUEST_TIMEOUT_S" in answer for answer in answered)
     assert {status_of(answer) for _, answer in refused} == {401}, {answer[:80] for _, answer in refused}
     # Answered and closed before most of the body could come: nowhere near BODY_BYTES.
     assert max(sent for sent, _ in refused) < BODY_BYTES and max(sent for sent, _ in timed_out) < BODY_BYTES
