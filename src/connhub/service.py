@@ -14,7 +14,7 @@ from collections.abc import Set as AbstractSet
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 from uuid import UUID
 
 from uuid6 import uuid7
@@ -70,8 +70,8 @@ class RowCache(Protocol[T_co]):
     def keeps_copies(self) -> bool:
         """Whether `keep` keeps: then concurrent lists of a tenant read its stale rows only once."""
 
-    def held(self, stamp: Stamp) -> T_co | None:
-        """The copy made of this version of the connection, if one is held."""
+    def held_all(self, stamps: Sequence[Stamp]) -> Sequence[T_co | None]:
+        """For each stamp, in order, the copy made of that version of the connection, if one is held."""
 
     def keep(self, connection: Connection) -> T_co:
         """The copy of `connection` (kept, if this cache keeps any)."""
@@ -80,8 +80,8 @@ class RowCache(Protocol[T_co]):
 class _Decoded:
     keeps_copies = False
 
-    def held(self, stamp: Stamp) -> None:
-        return None
+    def held_all(self, stamps: Sequence[Stamp]) -> list[Connection | None]:
+        return [None] * len(stamps)
 
     def keep(self, connection: Connection) -> Connection:
         return connection
@@ -145,10 +145,6 @@ class ConnectionStore(Protocol):
 
     async def key_checks(self, ours: Mapping[str, str], now: datetime) -> dict[str, str]:
         """Record `ours` (key id -> check value) where the id is new; the stored value of each."""
-
-
-def _held_now(stamps: list[Stamp], rows: RowCache[T]) -> dict[int, T]:
-    return {stamp.number: held for stamp in stamps if (held := rows.held(stamp)) is not None}
 
 
 def utc_now() -> datetime:
@@ -321,18 +317,18 @@ class ConnectionService:
     async def _held(self, tenant: str, stamps: list[Stamp], rows: RowCache[T]) -> list[T]:
         """`stamps` as `rows` holds them, the missing ones read in one go. A row deleted between the
         two reads is left out; one updated between them is answered at its newer version."""
-        found = _held_now(stamps, rows)
-        if len(found) == len(stamps):
-            return [found[stamp.number] for stamp in stamps]
+        held = rows.held_all(stamps)
+        if None not in held:
+            return cast(list[T], list(held))
         # One list of a tenant at a time reads its stale rows: 32 lists of 2,000 cold rows arriving
         # together would otherwise decode and render the same 64,000 rows (seconds of CPU, 300 MB).
         async with self._list_reads.turn(tenant) if rows.keeps_copies else nullcontext():
-            found = _held_now(stamps, rows)  # what the list before this one read
-            missing = [stamp.number for stamp in stamps if stamp.number not in found]
+            held = rows.held_all(stamps)  # with what the list before this one read
+            missing = [stamp.number for stamp, row in zip(stamps, held, strict=True) if row is None]
             if missing:
-                for connection in await self.repository.get_many(tenant, missing):
-                    found[connection.number] = rows.keep(connection)
-        return [found[stamp.number] for stamp in stamps if stamp.number in found]
+                read = {c.number: rows.keep(c) for c in await self.repository.get_many(tenant, missing)}
+                held = [read.get(stamp.number) if row is None else row for stamp, row in zip(stamps, held, strict=True)]
+        return [row for row in held if row is not None]
 
     # -- update, delete -----------------------------------------------------------------------
 

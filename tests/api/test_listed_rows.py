@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import httpx
 
-from connhub.api.rendered import RenderedRows, json_object_with, with_fields
+from connhub.api.rendered import RenderedRows, json_array_with_fields, json_object_with
 from connhub.domain.connection import Connection
 from tests.api.test_chartbrew import TEAM, chartbrew_body, postgres_body
 from tests.conftest import PRODUCT, seed_body
@@ -86,10 +86,12 @@ def test_kept_rows_are_dropped_oldest_first_past_their_bound() -> None:
     assert held is not None and held.json == b'{"name":"conn-3"}'
     newer = replace(c, config_name="renamed", version=2)
     assert rows.held(newer.stamp) is None  # a new version is never answered from an old copy
-    assert with_fields(held, b',"health":"up"}'[:-1]) == b'{"name":"conn-3","health":"up"}'
+    spliced = json_array_with_fields([(held, b',"health":"up"'), (held, b"")])
+    assert spliced == b'[{"name":"conn-3","health":"up"},{"name":"conn-3"}]'
+    assert json_array_with_fields([]) == b"[]"
 
 
 def test_a_page_object_is_spliced_as_orjson_would_write_it() -> None:
-    spliced = json_object_with("items", [b'{"a":1}', b"[2]"], {"page": 1, "nextCursor": None})
+    spliced = json_object_with("items", b'[{"a":1},[2]]', {"page": 1, "nextCursor": None})
     assert spliced == b'{"items":[{"a":1},[2]],"page":1,"nextCursor":null}'
-    assert json_object_with("items", [], {}) == b'{"items":[]}'
+    assert json_object_with("items", b"[]", {}) == b'{"items":[]}'

@@ -10,8 +10,9 @@ so a copy is never stale; each replica keeps its own. Knows no dialect: each pas
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
+from uuid import UUID
 
 import orjson
 from fastapi import Request
@@ -26,8 +27,16 @@ Render = Callable[[Connection], Mapping[str, Any]]
 
 
 class Rendered(NamedTuple):
-    stamp: Stamp
-    json: bytes  # the rendered object as JSON
+    """One version of one connection as a dialect answers it in lists (and a `Versioned`)."""
+
+    id: UUID
+    number: int
+    version: int
+    open: bytes  # the rendered object as JSON without its closing brace: fields are spliced in there
+
+    @property
+    def json(self) -> bytes:
+        return self.open + b"}"
 
 
 class RenderedRows:
@@ -41,15 +50,24 @@ class RenderedRows:
         # By (number, version): a store's numbers are unique, and ints hash faster than UUIDs.
         self._rows: OrderedDict[tuple[int, int], Rendered] = OrderedDict()
 
-    def held(self, stamp: Stamp) -> Rendered | None:
-        key = (stamp.number, stamp.version)
-        found = self._rows.get(key)
-        if found is not None:
-            self._rows.move_to_end(key)
+    def held_all(self, stamps: Sequence[Stamp]) -> list[Rendered | None]:
+        rows, touch = self._rows, self._rows.move_to_end
+        found: list[Rendered | None] = []
+        for stamp in stamps:  # once per row of every list: kept lean
+            key = (stamp.number, stamp.version)
+            row = rows.get(key)
+            if row is not None:
+                touch(key)
+            found.append(row)
         return found
 
+    def held(self, stamp: Stamp) -> Rendered | None:
+        return self.held_all([stamp])[0]
+
     def keep(self, connection: Connection) -> Rendered:
-        rendered = Rendered(connection.stamp, orjson.dumps(self._render(connection)))
+        rendered = Rendered(
+            connection.id, connection.number, connection.version, orjson.dumps(self._render(connection))[:-1]
+        )
         self._rows[(connection.number, connection.version)] = rendered
         if len(self._rows) > self._max_rows:
             self._rows.popitem(last=False)
@@ -82,19 +100,22 @@ def rows_of(render: Render) -> Callable[[Request], Any]:
     return dependency
 
 
-def with_fields(rendered: Rendered, tail: bytes) -> bytes:
-    """The rendered object with `tail` (`,"name":value...`, already JSON) added before its `}`."""
-    return rendered.json[:-1] + tail + b"}"
+def json_array_with_fields(rows: Iterable[tuple[Rendered, bytes]]) -> bytes:
+    """`[row + its tail, ...]`: each rendered object with its `tail` added before its `}`, in one
+    join (a 2,000-row list copied each row twice when spliced row by row)."""
+    parts = [b"["]
+    for rendered, tail in rows:
+        parts += (rendered.open, tail, b"},")
+    if len(parts) > 1:
+        parts[-1] = b"}"
+    parts.append(b"]")
+    return b"".join(parts)
 
 
-def json_array(parts: Iterable[bytes]) -> bytes:
-    return b"[" + b",".join(parts) + b"]"
-
-
-def json_object_with(name: str, parts: Iterable[bytes], fields: Mapping[str, Any]) -> bytes:
-    """`{"<name>": [parts...], **fields}` as JSON."""
+def json_object_with(name: str, array: bytes, fields: Mapping[str, Any]) -> bytes:
+    """`{"<name>": <array>, **fields}` as JSON (`array` already is)."""
     rest = orjson.dumps(fields)
-    head = orjson.dumps(name) + b":" + json_array(parts)
+    head = orjson.dumps(name) + b":" + array
     return b"{" + head + (b"," + rest[1:] if len(rest) > 2 else b"}")
 
 

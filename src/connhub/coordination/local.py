@@ -48,6 +48,8 @@ class LocalTablesCache:
         self._entries: OrderedDict[tuple[UUID, tuple[str, ...]], tuple[int, float, list[Table]]] = OrderedDict()
 
     def get(self, connection: Versioned, schemas: tuple[str, ...] = ()) -> list[Table] | None:
+        if not self._entries:  # the common case, asked once per row of a list: no hashing a UUID
+            return None
         key = (connection.id, schemas)
         entry = self._entries.get(key)
         if entry is None:

@@ -128,11 +128,11 @@ class Connection:
 
     @property
     def stamp(self) -> Stamp:
-        return Stamp(self.id, self.number, self.version)
+        return Stamp(self.number, self.version)
 
 
 class Versioned(Protocol):
-    """Anything that names one version of one connection (a `Connection`, a `Stamp`)."""
+    """Anything that names one version of one connection by its id (a `Connection`, a list's rendered row)."""
 
     @property
     def id(self) -> UUID: ...
@@ -144,7 +144,6 @@ class Stamp(NamedTuple):
     """Which connection, at which version: what a list reads first, so that a copy already
     rendered at that version (every change bumps it) is used instead of reading the row again."""
 
-    id: UUID
     number: int
     version: int
 

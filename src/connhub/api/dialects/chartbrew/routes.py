@@ -43,7 +43,7 @@ from connhub.api.errors import problem_answer
 from connhub.api.http import json_object
 from connhub.api.multipart import read_parts
 from connhub.api.openapi import errors, json_body
-from connhub.api.rendered import RawJson, Rendered, RenderedRows, json_array, rows_of, with_fields
+from connhub.api.rendered import RawJson, Rendered, RenderedRows, json_array_with_fields, rows_of
 from connhub.api.responses import Json
 from connhub.domain.connection import Connection
 from connhub.domain.errors import TestFailed
@@ -88,21 +88,19 @@ async def create(request: Request, principal: TeamWriter, service: ServiceDep, h
 async def list_connections(principal: TeamReader, service: ServiceDep, health: HealthDep, rows: ListedRows) -> RawJson:
     every = await service.list_every(principal.tenant, "createdAt", "desc", rows)
     states = await health.states(principal.tenant)
-    no_schema: dict[HealthState, bytes] = {}  # the live fields of most rows: no cached schema
+    cached_tables = service.cached_tables
 
     def live(tables: list[Table] | None, state: HealthState) -> bytes:
         return b"," + orjson.dumps(live_fields(tables, state.value))[1:-1]
 
-    def answered(row: Rendered) -> bytes:
-        state = states.get(row.stamp.number, UNKNOWN)
-        tables = service.cached_tables(row.stamp)
-        if tables is not None:
-            return with_fields(row, live(tables, state))
-        if state not in no_schema:
-            no_schema[state] = live(None, state)
-        return with_fields(row, no_schema[state])
+    no_schema = {state: live(None, state) for state in HealthState}  # the live fields of most rows
 
-    return RawJson(json_array(answered(row) for row in every))
+    def tail(row: Rendered) -> bytes:
+        state = states.get(row.number, UNKNOWN)
+        tables = cached_tables(row)
+        return no_schema[state] if tables is None else live(tables, state)
+
+    return RawJson(json_array_with_fields((row, tail(row)) for row in every))
 
 
 @router.get(

@@ -18,7 +18,7 @@ from connhub.api.dialects.reporter.translate import connection_id
 from connhub.api.http import json_object
 from connhub.api.openapi import errors, json_body
 from connhub.api.params import Parameter, documented
-from connhub.api.rendered import RawJson, Rendered, RenderedRows, json_object_with, rows_of
+from connhub.api.rendered import RawJson, Rendered, RenderedRows, json_array_with_fields, json_object_with, rows_of
 from connhub.api.responses import Json
 from connhub.api.shapes import TestReportOut
 from connhub.domain.connection import PRODUCT_NAME, Connection, validate_idempotency_key, validate_product_name
@@ -125,7 +125,7 @@ async def unassigned(request: Request, principal: Reader, service: ServiceDep, r
 
 
 def _page(found: Page[Rendered]) -> RawJson:
-    items = (rendered.json for rendered in found.items)
+    items = json_array_with_fields((rendered, b"") for rendered in found.items)
     return RawJson(json_object_with("items", items, translate.page_fields(found)))
 
 
