@@ -309,7 +309,7 @@ class ConnectionRepository:
         if total is None:
             async with self._read() as conn:
                 total = (await conn.execute(count_query)).scalar_one()
-        # _STAMP_COLUMNS' order; tuple.__new__ skips the NamedTuple's Python __new__ (once per row).
+        # `_stamps_page`'s columns; tuple.__new__ skips the NamedTuple's Python __new__ (once per row).
         items = [tuple.__new__(Stamp, (row[0], row[1])) for row in rows[: query.limit]]
         next_cursor = _cursor_after(rows[query.limit - 1], query) if len(rows) > query.limit else None
         return Page(items, query.page, query.limit, total, next_cursor)
@@ -526,13 +526,6 @@ _RESEAL_IF_UNCHANGED = (
 # By id alone, so the unique index on id is the only plan: with tenant and deleted_at in the WHERE,
 # a PostgreSQL without statistics (autovacuum off, or a fresh restore) walked the tenant's partial
 # index and filtered every row of the tenant (~34 ms at 100,000 rows instead of ~0.1 ms).
-# What a list reads of each row: its stamp, and the sort keys its next cursor is made of.
-_STAMP_COLUMNS = (
-    connections.c.number,
-    connections.c.version,
-    stored_as_is(connections.c.created_at).label("created_at"),  # only the last row's is used
-    connections.c.name_key,
-)
 _BY_IDS = select(connections).where(connections.c.id.in_(bindparam("keys", expanding=True)))
 _SECRETS_OF = select(
     connection_secrets.c.connection_number, connection_secrets.c.field, connection_secrets.c.ciphertext
@@ -600,7 +593,10 @@ def _sort_column(query: ListQuery) -> Any:
 
 def _stamps_page(filtered: Select[Any], query: ListQuery) -> Select[Any]:
     """The stamps of one page of `filtered` (and one more row: whether a next page exists)."""
-    page = filtered.with_only_columns(*_STAMP_COLUMNS).order_by(*_order(query)).limit(query.limit + 1)
+    # Each row's stamp and sort key (the next cursor is the last row's), read as stored: only the
+    # last row's timestamp is used, so it alone is converted (`_cursor_after`).
+    columns = (connections.c.number, connections.c.version, stored_as_is(_sort_column(query)))
+    page = filtered.with_only_columns(*columns).order_by(*_order(query)).limit(query.limit + 1)
     if query.cursor:
         return page.where(_after(query.cursor))
     return page.offset((query.page - 1) * query.limit)
@@ -629,7 +625,7 @@ def _after(cursor: Cursor) -> ColumnElement[bool]:
 
 
 def _cursor_after(last: Row[Any, Any, Any, Any, Any], query: ListQuery) -> str:
-    value = as_utc(last.created_at).isoformat() if query.sort_by == "createdAt" else last.name_key
+    value = as_utc(last[2]).isoformat() if query.sort_by == "createdAt" else last[2]
     return Cursor(query.sort_by, query.sort_order, value, last.number).encode()
 
 
