@@ -269,6 +269,8 @@ async def test_list_filters(client: httpx.AsyncClient) -> None:
     assert await names({"databaseName": "x"}) == ["other"]
     assert await names({"configName": "ORDERS"}) == ["Orders PG", "orders-mongo"]
     assert await names({"configName": "%"}) == []
+    assert await names({"configName": "s-m"}) == ["orders-mongo"]
+    assert await names({"configName": "s_m"}) == []  # `_` is itself, not any character
     assert await names({"metadata.team": "b"}) == ["orders-mongo"]
     assert await names({}, {"X-Product-Name": "BI"}) == ["other"]
     today = datetime.now(UTC).date()

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.dialects import postgresql
 
 from connhub.domain.listing import ListQuery
-from connhub.store import repository
+from connhub.store import listing, repository
 from connhub.store.migrate import migrate
 from connhub.store.tables import connections
 from tests.conftest import PG_ADMIN_URL
@@ -89,6 +89,6 @@ def test_get_by_name_uses_the_unique_name_index(unanalyzed_store: psycopg.Connec
 @pytest.mark.parametrize("sort_by", ["createdAt", "configName"])
 def test_a_first_page_reads_an_index_in_order(unanalyzed_store: psycopg.Connection[Any], sort_by: str) -> None:
     query = ListQuery(sort_by=sort_by)  # type: ignore[arg-type]
-    statement = repository._stamps_page(repository._filtered("acme", query), query)
-    found = plan(unanalyzed_store, statement)
+    shape, params = listing.list_binds("acme", query)
+    found = plan(unanalyzed_store, listing.stamps_statement(shape, counting=False).params(**params))
     assert "Seq Scan" not in found and "Sort" not in found.split("->")[0], found

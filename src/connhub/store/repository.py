@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeGuard
 from uuid import UUID
@@ -34,7 +34,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -51,16 +50,15 @@ from connhub.domain.ssh import SshSummary
 from connhub.store.batching import Batcher
 from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.group_update import GroupUpdate, PendingUpdate
+from connhub.store.listing import count_statement, list_binds, stamps_statement
 from connhub.store.revision import RevisionWatch
 from connhub.store.tables import (
     DATABASE_NOW,
     as_utc,
-    connection_health,
     connection_secrets,
     connections,
     idempotency_keys,
     key_checks,
-    stored_as_is,
 )
 from connhub.store.totals import ListTotals
 from connhub.store.urls import async_url
@@ -288,19 +286,15 @@ class ConnectionRepository:
     async def list_stamps(self, tenant: str, query: ListQuery) -> Page[Stamp]:
         """One page of `query` as stamps (id, number, version): the caller reads the rows it lacks
         with `get_many`, so a list costs a row's decoding only where its copy is stale."""
-        filtered = _filtered(tenant, query)
-        page_query = _stamps_page(filtered, query)
-        count_query = select(func.count()).select_from(filtered.subquery())
+        shape, params = list_binds(tenant, query)
         totals_key, generation = ListTotals.key(tenant, query), self._totals.generation(tenant)
         total = await self._totals.get(totals_key)
         counting = total is None and self._totals.start_counting(totals_key)
-        if counting:  # the page and its total in one statement, one snapshot
-            page_query = page_query.add_columns(count_query.scalar_subquery().label("total_rows"))
         try:
             async with self._read() as conn:
-                rows = (await conn.execute(page_query)).all()
-                if counting:
-                    total = rows[0].total_rows if rows else (await conn.execute(count_query)).scalar_one()
+                rows = (await conn.execute(stamps_statement(shape, counting), params)).all()
+                if counting:  # the page and its total in one statement, one snapshot
+                    total = rows[0][3] if rows else (await conn.execute(count_statement(shape), params)).scalar_one()
         finally:
             if counting:
                 self._totals.done_counting(totals_key, total, generation)
@@ -308,8 +302,8 @@ class ConnectionRepository:
             total = await self._totals.get(totals_key, wait=True)
         if total is None:
             async with self._read() as conn:
-                total = (await conn.execute(count_query)).scalar_one()
-        # `_stamps_page`'s columns; tuple.__new__ skips the NamedTuple's Python __new__ (once per row).
+                total = (await conn.execute(count_statement(shape), params)).scalar_one()
+        # `stamps_statement`'s columns; tuple.__new__ skips the NamedTuple's Python __new__ (once per row).
         items = [tuple.__new__(Stamp, (row[0], row[1])) for row in rows[: query.limit]]
         next_cursor = _cursor_after(rows[query.limit - 1], query) if len(rows) > query.limit else None
         return Page(items, query.page, query.limit, total, next_cursor)
@@ -548,85 +542,10 @@ def _as_read(current: Connection) -> dict[str, int]:
     return {"at_number": current.number, "at_version": current.version}
 
 
-def _filtered(tenant: str, query: ListQuery) -> Select[Any]:
-    statement = _live(tenant)
-    equal = {
-        connections.c.engine: query.engine,
-        connections.c.host: query.host,
-        connections.c.database_name: query.database_name,
-        connections.c.product_name: query.product_name,
-    }
-    for column, value in equal.items():
-        if value is not None:
-            statement = statement.where(column == value)
-    if query.unassigned:
-        statement = statement.where(connections.c.product_name.is_(None))
-    if query.config_name:
-        statement = statement.where(
-            connections.c.name_key.contains(normalized_text(query.config_name), autoescape=True)
-        )
-    if query.start_date:
-        statement = statement.where(
-            connections.c.created_at >= datetime.combine(query.start_date, time(), UTC)
-        )
-    if query.end_date:
-        end = datetime.combine(query.end_date + timedelta(days=1), time(), UTC)
-        statement = statement.where(connections.c.created_at < end)
-    for key, value in query.metadata.items():
-        statement = statement.where(connections.c.metadata[key].as_string() == value)
-    if query.health is not None:
-        statement = statement.where(_in_health_state(query.health))
-    return statement
-
-
-def _in_health_state(state: str) -> ColumnElement[bool]:
-    """Connections in that scheduled health state; one never checked (no row yet) is unknown."""
-    checked = select(connection_health.c.connection_number)
-    if state == "unknown":
-        return connections.c.number.not_in(checked.where(connection_health.c.state.in_(("up", "down"))))
-    return connections.c.number.in_(checked.where(connection_health.c.state == state))
-
-
-def _sort_column(query: ListQuery) -> Any:
-    return connections.c.created_at if query.sort_by == "createdAt" else connections.c.name_key
-
-
-def _stamps_page(filtered: Select[Any], query: ListQuery) -> Select[Any]:
-    """The stamps of one page of `filtered` (and one more row: whether a next page exists)."""
-    # Each row's stamp and sort key (the next cursor is the last row's), read as stored: only the
-    # last row's timestamp is used, so it alone is converted (`_cursor_after`).
-    columns = (connections.c.number, connections.c.version, stored_as_is(_sort_column(query)))
-    page = filtered.with_only_columns(*columns).order_by(*_order(query)).limit(query.limit + 1)
-    if query.cursor:
-        return page.where(_after(query.cursor))
-    return page.offset((query.page - 1) * query.limit)
-
-
-def _order(query: ListQuery) -> list[Any]:
-    column = _sort_column(query)
-    if query.sort_order == "asc":
-        return [column.asc(), connections.c.number.asc()]
-    return [column.desc(), connections.c.number.desc()]
-
-
-def _after(cursor: Cursor) -> ColumnElement[bool]:
-    """Rows strictly after the cursor in the page order: keyset paging, constant cost at any depth."""
-    if cursor.sort_by == "createdAt":
-        column: Any = connections.c.created_at
-        value: Any = datetime.fromisoformat(cursor.value)
-    else:
-        column, value = connections.c.name_key, cursor.value
-    # A row-value comparison, not `a < v OR (a = v AND n < k)`: PostgreSQL turns only the row form
-    # into an index range; the OR form walks the index from the first row (O(depth) per page).
-    position = tuple_(column, connections.c.number)
-    if cursor.sort_order == "asc":
-        return position > (value, cursor.number)
-    return position < (value, cursor.number)
-
-
-def _cursor_after(last: Row[Any, Any, Any, Any, Any], query: ListQuery) -> str:
+def _cursor_after(last: Sequence[Any], query: ListQuery) -> str:
+    """The cursor of the page after `last`, a `stamps_statement` row."""
     value = as_utc(last[2]).isoformat() if query.sort_by == "createdAt" else last[2]
-    return Cursor(query.sort_by, query.sort_order, value, last.number).encode()
+    return Cursor(query.sort_by, query.sort_order, value, last[0]).encode()
 
 
 # -- row mapping ----------------------------------------------------------------------------

@@ -34,12 +34,15 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return None if value is None else as_stored(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else as_utc(value)
+
+
+def as_stored(value: datetime) -> datetime:
+    """An aware datetime as the stores keep it: naive UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def as_utc(value: datetime) -> datetime:
