@@ -170,3 +170,41 @@ async def test_store_outage_under_load_loses_and_doubles_nothing(tmp_path: Path,
         f"{clients.statuses.get('503', 0)} answered 503; back in "
         + " and ".join(f"{seconds:.2f} s" for seconds in recoveries)
     )
+
+
+async def test_lists_answer_503_while_the_store_is_down_and_at_once_after_a_restart(tmp_path: Path) -> None:
+    """A list's page is read on PostgreSQL's own driver pool (store/driver_reads.py): the store
+    down, it answers 503 in the JSON shape; after a restart, whose sessions the pool still holds,
+    the first list already answers (a read on a session the server closed is read again once)."""
+    require_binary(PG_BIN / "initdb")
+    with start_postgres(tmp_path, ssl=False) as pg:
+        pg.execute("CREATE DATABASE connhub")
+        url = f"postgresql://postgres:{pg.password}@127.0.0.1:{pg.port}/connhub"
+        migrate(url)
+        settings = Settings(
+            database_url=url,
+            encryption_keys="outage:" + base64.b64encode(os.urandom(32)).decode(),
+            data_dir=tmp_path / "data",
+            store_pool_size=4,
+        )
+        async with client_for(settings) as http:
+            for n in range(3):
+                created = await http.post(BASE, json=body(f"listed-{n}"), headers={"X-Product-Name": "outage"})
+                assert created.status_code == 201, created.text
+
+            async def listed() -> httpx.Response:
+                return await asyncio.wait_for(http.get(BASE, params={"limit": "2"}), REQUEST_BOUND_S)
+
+            assert len((await listed()).json()["items"]) == 2
+            pg.stop()
+            down = await listed()
+            assert down.status_code == 503 and is_problem(down.json()), down.text
+            pg.start()
+            pg.stop()  # a restart between two lists: the pool's sessions are all dead now
+            pg.start()
+            for _ in range(3):  # every session of the pool was closed by the restart
+                back = await listed()
+                assert back.status_code == 200, back.text
+                assert len(back.json()["items"]) == 2
+            team = await asyncio.wait_for(http.get("/team/default/connections"), REQUEST_BOUND_S)
+            assert team.status_code == 200 and len(team.json()) == 3

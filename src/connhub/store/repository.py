@@ -48,6 +48,7 @@ from connhub.domain.errors import NameTaken, NotFound, StoreUnavailable
 from connhub.domain.listing import MAX_LIMIT, Cursor, ListQuery, Page
 from connhub.domain.ssh import SshSummary
 from connhub.store.batching import Batcher
+from connhub.store.driver_reads import DriverReads
 from connhub.store.group_commit import GroupCommit, NewConnection
 from connhub.store.group_update import GroupUpdate, PendingUpdate
 from connhub.store.listing import count_statement, list_binds, stamps_statement
@@ -85,6 +86,16 @@ class StoredSecret:
     ciphertext: bytes
 
 
+# A store that hangs (rather than refuses) must not hold a request forever: every PostgreSQL session.
+SESSION_OPTIONS = {"connect_timeout": 5, "options": "-c statement_timeout=15000"}
+POOL_WAIT_S = 10  # for a free session, before the request is answered 503
+
+
+def read_sessions(pool_size: int) -> int:
+    """How many of a PostgreSQL store's `pool_size` sessions serve `DriverReads` (at least one)."""
+    return max(1, pool_size // 4)
+
+
 def create_store_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     """An async engine for `url`; SQLite gets WAL and a busy timeout so writers queue, not fail."""
     full = async_url(url)
@@ -96,11 +107,10 @@ def create_store_engine(url: str, pool_size: int = 20) -> AsyncEngine:
         full,
         pool_size=pool_size,  # a fixed pool: opening sessions under load costs more than keeping them
         max_overflow=0,
-        pool_timeout=10,
+        pool_timeout=POOL_WAIT_S,
         json_serializer=lambda value: orjson.dumps(value).decode(),
         json_deserializer=orjson.loads,
-        # A store that hangs (rather than refuses) must not hold a request forever.
-        connect_args={"connect_timeout": 5, "options": "-c statement_timeout=15000"},
+        connect_args=SESSION_OPTIONS,
     )
 
 
@@ -112,8 +122,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
 
 
 class ConnectionRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reads: DriverReads | None = None) -> None:
         self.engine = engine
+        self._driver_reads = reads  # PostgreSQL: the hottest reads skip SQLAlchemy's execution
         self._creates = GroupCommit(self._write)
         # On PostgreSQL, gets by id that arrive together are one SELECT ... WHERE id IN (...), and so
         # are reads of connections' secrets (see `batching`). SQLite reads run in aiosqlite's
@@ -147,10 +158,17 @@ class ConnectionRepository:
 
     @classmethod
     def open(cls, url: str, pool_size: int = 20) -> ConnectionRepository:
-        """The repository of the store at `url`, keeping at most `pool_size` sessions."""
-        return cls(create_store_engine(url, pool_size))
+        """The repository of the store at `url`, keeping at most `pool_size` sessions (on PostgreSQL,
+        `read_sessions` of them for the hottest reads, the others for everything else)."""
+        if not async_url(url).startswith("postgresql"):
+            return cls(create_store_engine(url, pool_size))
+        reads = read_sessions(pool_size)
+        engine = create_store_engine(url, max(1, pool_size - reads))
+        return cls(engine, DriverReads(url, reads, SESSION_OPTIONS, POOL_WAIT_S))
 
     async def close(self) -> None:
+        if self._driver_reads is not None:
+            await self._driver_reads.close()
         await self.engine.dispose()
 
     # -- transactions -------------------------------------------------------------------------
@@ -166,6 +184,14 @@ class ConnectionRepository:
             if conn.dialect.name == "postgresql":
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
+
+    async def _read_rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        """The rows a read-only `statement` reads, by the shortest way this store has."""
+        if self._driver_reads is not None:
+            return await self._driver_reads.rows(statement, params)
+        async with self._read() as conn:
+            rows: Sequence[Sequence[Any]] = (await conn.execute(statement, params)).all()
+        return rows
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
@@ -291,18 +317,16 @@ class ConnectionRepository:
         total = await self._totals.get(totals_key)
         counting = total is None and self._totals.start_counting(totals_key)
         try:
-            async with self._read() as conn:
-                rows = (await conn.execute(stamps_statement(shape, counting), params)).all()
-                if counting:  # the page and its total in one statement, one snapshot
-                    total = rows[0][3] if rows else (await conn.execute(count_statement(shape), params)).scalar_one()
+            rows = await self._read_rows(stamps_statement(shape, counting), params)
+            if counting:  # the page and its total in one statement, one snapshot
+                total = rows[0][3] if rows else (await self._read_rows(count_statement(shape), params))[0][0]
         finally:
             if counting:
                 self._totals.done_counting(totals_key, total, generation)
         if total is None:  # another request was counting: its total
             total = await self._totals.get(totals_key, wait=True)
         if total is None:
-            async with self._read() as conn:
-                total = (await conn.execute(count_statement(shape), params)).scalar_one()
+            total = (await self._read_rows(count_statement(shape), params))[0][0]
         # `stamps_statement`'s columns; tuple.__new__ skips the NamedTuple's Python __new__ (once per row).
         items = [tuple.__new__(Stamp, (row[0], row[1])) for row in rows[: query.limit]]
         next_cursor = _cursor_after(rows[query.limit - 1], query) if len(rows) > query.limit else None
