@@ -64,7 +64,7 @@ class DriverReads:
         for attempt in (1, 2):
             async with self._pool.connection() as session:
                 try:
-                    cursor = await session.execute(sql, bound)
+                    cursor = await session.cursor(binary=True).execute(sql, bound, prepare=True)
                     return await cursor.fetchall()
                 except psycopg.OperationalError:
                     # A session PostgreSQL closed since (a restart) is broken now, and the pool
