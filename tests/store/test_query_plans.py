@@ -57,6 +57,21 @@ def plan(conn: psycopg.Connection[Any], statement: Any) -> str:
     return "\n".join(row[0] for row in conn.execute(f"EXPLAIN {sql}"))
 
 
+def generic_plan(conn: psycopg.Connection[Any], statement: Any, literals: dict[str, str]) -> str:
+    """The plan of `statement` as `DriverReads` runs it: prepared, here forced to its generic plan
+    (the one PostgreSQL settles on once a statement has run a few times), which knows no value."""
+    sql = str(statement.compile(dialect=postgresql.psycopg.dialect()))  # type: ignore[no-untyped-call]
+    for position, name in enumerate(literals, start=1):
+        sql = sql.replace(f"%({name})s", f"${position}")
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    conn.execute(f"PREPARE hot_read AS {sql}")
+    try:
+        return "\n".join(row[0] for row in conn.execute(f"EXPLAIN EXECUTE hot_read({', '.join(literals.values())})"))
+    finally:
+        conn.execute("DEALLOCATE hot_read")
+        conn.execute("RESET plan_cache_mode")
+
+
 def some_row(conn: psycopg.Connection[Any]) -> tuple[uuid.UUID, int]:
     found = conn.execute("SELECT id, number FROM connections WHERE tenant = 'acme' LIMIT 1").fetchone()
     assert found is not None
@@ -75,6 +90,16 @@ def test_get_by_id_uses_the_id_index(unanalyzed_store: psycopg.Connection[Any]) 
     assert "connections_id_key" in found and "Seq Scan" not in found, found
 
 
+@pytest.mark.parametrize(("key", "index"), [("id", "connections_id_key"), ("number", "connections_pkey")])
+def test_a_batch_of_gets_by_an_array_uses_the_key_index(
+    unanalyzed_store: psycopg.Connection[Any], key: str, index: str
+) -> None:
+    connection_id, number = some_row(unanalyzed_store)
+    keys = f"ARRAY['{connection_id}']::uuid[]" if key == "id" else f"ARRAY[{number}]::bigint[]"
+    found = generic_plan(unanalyzed_store, repository._BY_KEY_ARRAY[key], {"keys": keys})
+    assert index in found and "Seq Scan" not in found, found
+
+
 def test_get_by_number_uses_the_primary_key(unanalyzed_store: psycopg.Connection[Any]) -> None:
     _, number = some_row(unanalyzed_store)
     found = plan(unanalyzed_store, repository._BY_NUMBERS.params(keys=[number]))
@@ -91,4 +116,15 @@ def test_a_first_page_reads_an_index_in_order(unanalyzed_store: psycopg.Connecti
     query = ListQuery(sort_by=sort_by)  # type: ignore[arg-type]
     shape, params = listing.list_binds("acme", query)
     found = plan(unanalyzed_store, listing.stamps_statement(shape, counting=False).params(**params))
+    assert "Seq Scan" not in found and "Sort" not in found.split("->")[0], found
+
+
+@pytest.mark.parametrize("sort_by", ["createdAt", "configName"])
+def test_a_first_page_as_prepared_reads_an_index_in_order(
+    unanalyzed_store: psycopg.Connection[Any], sort_by: str
+) -> None:
+    query = ListQuery(sort_by=sort_by)  # type: ignore[arg-type]
+    shape, _ = listing.list_binds("acme", query)
+    statement = listing.stamps_statement(shape, counting=False)
+    found = generic_plan(unanalyzed_store, statement, {"tenant": "'acme'", "row_limit": "51", "row_offset": "0"})
     assert "Seq Scan" not in found and "Sort" not in found.split("->")[0], found

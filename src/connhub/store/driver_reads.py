@@ -20,7 +20,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Select
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
@@ -45,6 +47,7 @@ class DriverReads:
             timeout=wait_s,
             open=False,
             name="connhub-reads",
+            configure=_decode_json_with_orjson,
         )
         self._opening = asyncio.Lock()
         self._opened = False
@@ -85,9 +88,16 @@ class DriverReads:
             self._opened = False
 
 
+async def _decode_json_with_orjson(session: psycopg.AsyncConnection[Any]) -> None:
+    """JSON columns decoded as the SQLAlchemy engine decodes them (`create_store_engine`)."""
+    set_json_loads(orjson.loads, session)
+
+
 @lru_cache(maxsize=512)
 def _compiled(statement: Select[Any]) -> tuple[str, dict[str, Any]]:
     """`statement` as PostgreSQL SQL with %(name)s placeholders, and the values of the parameters
     the statement carries itself (a literal list's members, say)."""
-    compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    compiled = statement.compile(dialect=_DIALECT)
+    if "POSTCOMPILE" in compiled.string:  # an expanding IN: its SQL depends on each execution's values
+        raise ValueError("DriverReads runs statements whose SQL is fixed: use = ANY(array), not IN (...)")
     return compiled.string, dict(compiled.params)

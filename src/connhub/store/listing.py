@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, DateTime, Integer, Select, bindparam, func, select, tuple_
+from sqlalchemy import JSON, ColumnElement, DateTime, Integer, Select, bindparam, func, or_, select, tuple_
 
 from connhub.domain.connection import normalized_text
 from connhub.domain.listing import HealthFilter, ListQuery, SortBy, SortOrder
@@ -130,7 +130,9 @@ def _in_health_state(state: HealthFilter) -> ColumnElement[bool]:
     """Connections in that scheduled health state; one never checked (no row yet) is unknown."""
     checked = select(connection_health.c.connection_number)
     if state == "unknown":
-        return connections.c.number.not_in(checked.where(connection_health.c.state.in_(("up", "down"))))
+        # `or_`, not `in_`: a literal IN list is expanded per execution, which `DriverReads` can't.
+        checked_state = or_(connection_health.c.state == "up", connection_health.c.state == "down")
+        return connections.c.number.not_in(checked.where(checked_state))
     return connections.c.number.in_(checked.where(connection_health.c.state == state))
 
 
