@@ -119,6 +119,21 @@ async def test_32_concurrent_creates_of_one_name_give_one_201(client: httpx.Asyn
     assert (await client.get(BASE)).json()["total"] == 1
 
 
+async def test_creates_of_crossing_names_in_concurrent_batches_all_get_an_answer(client: httpx.AsyncClient) -> None:
+    # On PostgreSQL two create transactions run at once (group_commit): 20 names sent three times
+    # at once, in opposite orders, land in batches that share names. Rows are locked in one order,
+    # so no two batches wait on each other: each name is created once, every copy is a 409.
+    names = [f"crossing-{n:02d}" for n in range(20)]
+    order = names + names[::-1] + names[10:] + names[:10]
+
+    async def attempt(name: str) -> int:
+        return (await client.post(BASE, json=seed_body(configName=name), headers=PRODUCT)).status_code
+
+    statuses = await asyncio.gather(*(attempt(name) for name in order))
+    assert sorted(statuses) == [201] * 20 + [409] * 40
+    assert (await client.get(BASE)).json()["total"] == 20
+
+
 async def test_creates_sharing_a_transaction_each_get_their_own_answer(client: httpx.AsyncClient) -> None:
     # 24 concurrent creates are written in a few shared transactions (group commit): 8 names, each
     # sent three times, some with an idempotency key. Only the clashing copies may fail.

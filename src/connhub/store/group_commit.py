@@ -52,11 +52,18 @@ class Stored(NamedTuple):
 
 
 class GroupCommit:
-    """Writes queued creates, batch after batch, one transaction at a time per process."""
+    """Writes queued creates, batch after batch, at most `in_flight` transactions at once per process.
 
-    def __init__(self, transaction: Transaction, max_batch: int = MAX_BATCH) -> None:
+    Two at once on PostgreSQL: while one waits for its COMMIT (a WAL flush), the next batch is made
+    ready and sent, instead of the process idling (creates used ~65% of a core at concurrency 32).
+    Their rows' locks are taken in one order (`_in_lock_order`), so two batches never deadlock.
+    """
+
+    def __init__(self, transaction: Transaction, max_batch: int = MAX_BATCH, in_flight: int = 1) -> None:
         self._transaction = transaction
-        self._batches: Batcher[NewConnection, Stored] = Batcher(self._write, max_batch=max_batch)
+        self._batches: Batcher[NewConnection, Stored] = Batcher(
+            self._write, max_batch=max_batch, max_in_flight=in_flight
+        )
 
     async def add(self, new: NewConnection) -> Stored:
         """The stored row's number and creation time, once the transaction holding it has committed."""
@@ -72,7 +79,11 @@ async def _insert_batch(conn: AsyncConnection, batch: list[NewConnection]) -> di
     """Insert `batch`; a row whose name or idempotency key is taken is skipped, not fatal to the rest."""
     dialect = conn.dialect.name
     outcomes: dict[UUID, Stored | Exception] = {}
-    keyed = [new for new in batch if new.idempotency is not None]
+    batch = _in_lock_order(batch)
+    keyed = sorted(
+        (new for new in batch if new.idempotency is not None),
+        key=lambda new: (new.row["tenant"], new.idempotency["key"] if new.idempotency else ""),
+    )
     if keyed:
         stored = await conn.execute(
             _insert_skipping_clashes(dialect, idempotency_keys).returning(idempotency_keys.c.response),
@@ -97,6 +108,12 @@ async def _insert_batch(conn: AsyncConnection, batch: list[NewConnection]) -> di
                 )
             )
     return outcomes
+
+
+def _in_lock_order(batch: list[NewConnection]) -> list[NewConnection]:
+    """`batch` by (tenant, name key): the unique index's order, in which every batch then takes its
+    rows' locks. Two transactions that lock in one order cannot wait on each other in a cycle."""
+    return sorted(batch, key=lambda new: (new.row["tenant"], new.row["name_key"]))
 
 
 async def _insert_connections(conn: AsyncConnection, pending: list[NewConnection]) -> dict[UUID, Stored]:

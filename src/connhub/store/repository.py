@@ -128,7 +128,7 @@ class ConnectionRepository:
     def __init__(self, engine: AsyncEngine, reads: DriverReads | None = None) -> None:
         self.engine = engine
         self._driver_reads = reads  # PostgreSQL: the hottest reads skip SQLAlchemy's execution
-        self._creates = GroupCommit(self._write)
+        self._creates = GroupCommit(self._write, in_flight=2 if engine.dialect.name == "postgresql" else 1)
         # On PostgreSQL, gets by id that arrive together are one SELECT ... WHERE id IN (...), and so
         # are reads of connections' secrets (see `batching`). SQLite reads run in aiosqlite's
         # threads, one per session and in parallel: a batch would read its rows' pages one after
