@@ -12,6 +12,8 @@ import base64
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,18 +120,25 @@ async def outage(http: httpx.AsyncClient, clients: CarefulClients, stop: Any, st
     return time.monotonic() - back
 
 
-async def test_store_outage_under_load_loses_and_doubles_nothing(tmp_path: Path, figures: Figures) -> None:
+@contextmanager
+def private_store(tmp_path: Path) -> Iterator[tuple[PostgresInstance, Settings]]:
+    """A throw-away PostgreSQL with a migrated `connhub` database, and settings that use it."""
     require_binary(PG_BIN / "initdb")
     with start_postgres(tmp_path, ssl=False) as pg:
         pg.execute("CREATE DATABASE connhub")
         url = f"postgresql://postgres:{pg.password}@127.0.0.1:{pg.port}/connhub"
         migrate(url)
-        settings = Settings(
+        yield pg, Settings(
             database_url=url,
             encryption_keys="outage:" + base64.b64encode(os.urandom(32)).decode(),
             data_dir=tmp_path / "data",
             store_pool_size=4,
         )
+
+
+async def test_store_outage_under_load_loses_and_doubles_nothing(tmp_path: Path, figures: Figures) -> None:
+    with private_store(tmp_path) as (pg, settings):
+        url = settings.database_url
         async with client_for(settings) as http:
             clients = CarefulClients(http)
             load = asyncio.create_task(clients.run(workers=6))
@@ -176,17 +185,7 @@ async def test_lists_answer_503_while_the_store_is_down_and_at_once_after_a_rest
     """A list's page is read on PostgreSQL's own driver pool (store/driver_reads.py): the store
     down, it answers 503 in the JSON shape; after a restart, whose sessions the pool still holds,
     the first list already answers (a read on a session the server closed is read again once)."""
-    require_binary(PG_BIN / "initdb")
-    with start_postgres(tmp_path, ssl=False) as pg:
-        pg.execute("CREATE DATABASE connhub")
-        url = f"postgresql://postgres:{pg.password}@127.0.0.1:{pg.port}/connhub"
-        migrate(url)
-        settings = Settings(
-            database_url=url,
-            encryption_keys="outage:" + base64.b64encode(os.urandom(32)).decode(),
-            data_dir=tmp_path / "data",
-            store_pool_size=4,
-        )
+    with private_store(tmp_path) as (pg, settings):
         async with client_for(settings) as http:
             for n in range(3):
                 created = await http.post(BASE, json=body(f"listed-{n}"), headers={"X-Product-Name": "outage"})
