@@ -52,6 +52,17 @@ async def test_crafted_list_parameters_are_400s_naming_them(
     assert_names(await client.get(BASE, params=params, headers=PRODUCT), name)
 
 
+async def test_the_deepest_page_and_the_largest_cursor_number_are_empty_pages(client: httpx.AsyncClient) -> None:
+    # The store's 64-bit OFFSET and row number, bound as such (a 32-bit bind overflowed on PostgreSQL: 500).
+    assert (await client.post(BASE, json=seed_body(), headers=PRODUCT)).status_code == 201
+    for params in (
+        {"page": str(10**9), "limit": "1000"},
+        {"cursor": cursor("createdAt", "desc", "2000-01-01T00:00:00+00:00", 2**63 - 1)},
+    ):
+        answer = await client.get(BASE, params=params)
+        assert answer.status_code == 200 and answer.json()["items"] == [], answer.text
+
+
 async def test_a_nul_in_an_id_or_a_data_source_name_is_a_400(client: httpx.AsyncClient) -> None:
     assert_names(await client.get("/v1/data-sources/a%00b"), "id")
     assert_names(await client.get(f"{BASE}/a%00b"), "id")

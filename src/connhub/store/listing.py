@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, DateTime, Integer, Select, bindparam, func, or_, select, tuple_
+from sqlalchemy import JSON, BigInteger, ColumnElement, DateTime, Integer, Select, bindparam, func, or_, select, tuple_
 
 from connhub.domain.connection import normalized_text
 from connhub.domain.listing import HealthFilter, ListQuery, SortBy, SortOrder
@@ -95,7 +95,7 @@ def stamps_statement(shape: ListShape, counting: bool) -> Select[Any]:
     page = page.limit(bindparam("row_limit", type_=Integer))
     if shape.after_cursor:
         return page.where(_after(shape))
-    return page.offset(bindparam("row_offset", type_=Integer))
+    return page.offset(bindparam("row_offset", type_=BigInteger))  # up to MAX_PAGE x MAX_LIMIT
 
 
 @lru_cache(maxsize=SHAPES_KEPT)
@@ -153,7 +153,7 @@ def _after(shape: ListShape) -> ColumnElement[bool]:
     # A row-value comparison, not `a < v OR (a = v AND n < k)`: PostgreSQL turns only the row form
     # into an index range; the OR form walks the index from the first row (O(depth) per page).
     position = tuple_(stored_as_is(_sort_column(shape.sort_by)), connections.c.number)
-    bound = tuple_(value, bindparam("after_number", type_=Integer))
+    bound = tuple_(value, bindparam("after_number", type_=BigInteger))
     return position > bound if shape.sort_order == "asc" else position < bound
 
 

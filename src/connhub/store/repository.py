@@ -320,7 +320,7 @@ class ConnectionRepository:
         return _to_connection(row._mapping)
 
     async def list_stamps(self, tenant: str, query: ListQuery) -> Page[Stamp]:
-        """One page of `query` as stamps (id, number, version): the caller reads the rows it lacks
+        """One page of `query` as stamps (number, version): the caller reads the rows it lacks
         with `get_many`, so a list costs a row's decoding only where its copy is stale."""
         shape, params = list_binds(tenant, query)
         totals_key, generation = ListTotals.key(tenant, query), self._totals.generation(tenant)
