@@ -1,7 +1,8 @@
 """Where one request's CPU goes: `python -m bench.profile cb_list_full --rows 2000`.
 
-The app runs in this process (as the tests run it, over httpx's ASGI transport) on a fresh,
-migrated PostgreSQL database, filled through the API with the load generator's bodies. Then the
+The app runs in this process on a fresh, migrated PostgreSQL database, filled through the API with
+the load generator's bodies, and is called directly as an ASGI app (no HTTP, no client library: the
+CPU per request is the app's own, from its middleware to its answer). Then the
 named request is sent `--requests` times, one after another, under cProfile; the table gives the
 CPU per request (process time, so the machine's other load does not count) and the functions that
 spent it. The store server's own CPU is not in it: that is the full benchmark's `store ms` column.
@@ -17,8 +18,10 @@ import os
 import pstats
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
 
-import httpx
+import orjson
 
 from bench import scenarios
 from bench.options import PG_ADMIN_URL
@@ -28,13 +31,65 @@ from connhub.api.app import create_app
 from connhub.config import Settings
 
 PRODUCT = {"X-Product-Name": scenarios.PRODUCT}
-Request = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
+Request = Callable[["AsgiClient", int], Awaitable["Answer"]]
+
+
+class Answer:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status, self.body = status, body
+
+    def ok(self) -> Answer:
+        if self.status >= 400:
+            raise RuntimeError(f"HTTP {self.status}: {self.body[:300]!r}")
+        return self
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+class AsgiClient:
+    """Requests made by calling the ASGI app itself, as a server would, minus the socket."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def get(self, path: str, params: dict[str, str] | None = None) -> Answer:
+        return await self.request("GET", path, query=urlencode(params or {}))
+
+    async def post(self, path: str, json: Any, headers: dict[str, str] | None = None) -> Answer:
+        return await self.request("POST", path, json, headers)
+
+    async def patch(self, path: str, json: Any) -> Answer:
+        return await self.request("PATCH", path, json)
+
+    async def request(
+        self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None, query: str = ""
+    ) -> Answer:
+        body = b"" if json is None else orjson.dumps(json)
+        sent = [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
+        if json is not None:
+            sent += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+            "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+            "headers": sent, "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
+        }  # fmt: skip
+        messages: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+
+        await self.app(scope, receive, send)
+        return Answer(messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:]))
 
 
 def _requests(ids: list[str], numbers: list[int]) -> dict[str, Request]:
     team = scenarios.chartbrew_connections(scenarios.CHARTBREW_TEAM)
     return {
-        "health": lambda http, _n: http.get("/health"),  # the floor: the HTTP stack and this client
+        "health": lambda http, _n: http.get("/health"),  # the floor: the middleware and the framework
         "get": lambda http, n: http.get(f"{scenarios.CONNECTIONS}/{ids[n % len(ids)]}"),
         "list_first": lambda http, _n: http.get(scenarios.CONNECTIONS, params={"limit": "50"}),
         "cb_get": lambda http, n: http.get(f"{team}/{numbers[n % len(numbers)]}"),
@@ -48,7 +103,7 @@ def _requests(ids: list[str], numbers: list[int]) -> dict[str, Request]:
     }
 
 
-async def _fill(http: httpx.AsyncClient, rows: int) -> tuple[list[str], list[int]]:
+async def _fill(http: AsgiClient, rows: int) -> tuple[list[str], list[int]]:
     """`rows` connections, half through each dialect (the Chartbrew ones in its bench team)."""
     ids: list[str] = []
     numbers: list[int] = []
@@ -56,20 +111,20 @@ async def _fill(http: httpx.AsyncClient, rows: int) -> tuple[list[str], list[int
     for n in range(rows):
         if n % 2:
             answer = await http.post(team, json=scenarios.chartbrew_body(f"fill-cb-{n:07d}"))
-            numbers.append(answer.raise_for_status().json()["id"])
+            numbers.append(answer.ok().json()["id"])
         else:
             body = scenarios.create_body(f"fill-{n:07d}")
             answer = await http.post(scenarios.CONNECTIONS, json=body, headers=PRODUCT)
-            ids.append(answer.raise_for_status().json()["id"])
+            ids.append(answer.ok().json()["id"])
     return ids, numbers
 
 
-async def _send_all(send: Request, http: httpx.AsyncClient, numbers: range, concurrency: int) -> None:
+async def _send_all(send: Request, http: AsgiClient, numbers: range, concurrency: int) -> None:
     """`send` each number, `concurrency` at a time (a wave of gets is then one batched SELECT)."""
     for start in range(numbers.start, numbers.stop, concurrency):
         wave = range(start, min(start + concurrency, numbers.stop))
         for answer in await asyncio.gather(*(send(http, n) for n in wave)):
-            answer.raise_for_status()
+            answer.ok()
 
 
 async def _profile(
@@ -78,18 +133,18 @@ async def _profile(
     settings = Settings(database_url=url, encryption_keys=generate_key(), log_level="WARNING")
     app = create_app(settings)
     try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://connhub") as http:
-            ids, numbers = await _fill(http, rows)
-            send = _requests(ids, numbers)[name]
-            await _send_all(send, http, range(min(count, 20)), concurrency)  # warm caches and code paths
-            started = time.process_time()
-            await _send_all(send, http, range(count, 2 * count), concurrency)
-            spent = time.process_time() - started
-            profiler = cProfile.Profile(time.process_time)
-            profiler.enable()
-            await _send_all(send, http, range(2 * count, 3 * count), concurrency)
-            profiler.disable()
+        # The app's lifespan is not run (no health scheduler in the background), as in the tests.
+        http = AsgiClient(app)
+        ids, numbers = await _fill(http, rows)
+        send = _requests(ids, numbers)[name]
+        await _send_all(send, http, range(min(count, 20)), concurrency)  # warm caches and code paths
+        started = time.process_time()
+        await _send_all(send, http, range(count, 2 * count), concurrency)
+        spent = time.process_time() - started
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        await _send_all(send, http, range(2 * count, 3 * count), concurrency)
+        profiler.disable()
     finally:
         await app.state.hub.close()
     print(
@@ -110,7 +165,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
     parser.add_argument("request", choices=sorted(_requests([], [])))
     parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=1000, help="timed, then as many profiled [1000]")
     parser.add_argument("--concurrency", type=int, default=1, help="requests sent together [1]")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--callers", help="also print who called the functions matching this regex")
