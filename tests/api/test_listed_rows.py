@@ -79,13 +79,13 @@ def test_kept_rows_are_dropped_oldest_first_past_their_bound() -> None:
     a, b, c = (stored_connection(number=n, name=f"conn-{n}") for n in (1, 2, 3))
     rows.keep(a)
     rows.keep(b)
-    assert rows.held(a.stamp) is not None  # a is now the most recently used
+    assert rows.held_all([a.stamp])[0] is not None  # a is now the most recently used
     rows.keep(c)
-    assert len(rows) == 2 and rows.held(b.stamp) is None and rows.held(a.stamp) is not None
-    held = rows.held(c.stamp)
+    assert len(rows) == 2 and rows.held_all([b.stamp])[0] is None and rows.held_all([a.stamp])[0] is not None
+    held = rows.held_all([c.stamp])[0]
     assert held is not None and held.json == b'{"name":"conn-3"}'
     newer = replace(c, config_name="renamed", version=2)
-    assert rows.held(newer.stamp) is None  # a new version is never answered from an old copy
+    assert rows.held_all([newer.stamp])[0] is None  # a new version is never answered from an old copy
     spliced = json_array_with_fields([(held, b',"health":"up"'), (held, b"")])
     assert spliced == b'[{"name":"conn-3","health":"up"},{"name":"conn-3"}]'
     assert json_array_with_fields([]) == b"[]"

@@ -61,9 +61,6 @@ class RenderedRows:
             found.append(row)
         return found
 
-    def held(self, stamp: Stamp) -> Rendered | None:
-        return self.held_all([stamp])[0]
-
     def keep(self, connection: Connection) -> Rendered:
         rendered = Rendered(
             connection.id, connection.number, connection.version, orjson.dumps(self._render(connection))[:-1]
