@@ -55,7 +55,7 @@ def example_error(status: int) -> dict[str, Any]:
         412: domain.PreconditionFailed("the connection changed since it was read (ETag mismatch)"),
         422: domain.TestFailed("the connection test failed; nothing was stored", report),
         429: domain.RateLimited("at most 10 tests a minute per connection", 42),
-        503: domain.StoreUnavailable("the connection store is not answering; try again shortly"),
+        503: domain.StoreUnavailable(domain.STORE_NOT_ANSWERING),
     }
     framework = {
         405: "Method Not Allowed",

@@ -131,6 +131,9 @@ class StoreUnavailable(ConnhubError):
     title = "Store unavailable"
 
 
+STORE_NOT_ANSWERING = "the connection store is not answering; try again shortly"  # every path to the store
+
+
 class SecretsUnavailable(ConnhubError):
     """Stored secrets cannot be opened (a key id is missing from the key ring)."""
 

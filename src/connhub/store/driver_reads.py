@@ -15,7 +15,6 @@ one: reads are safe to repeat, and the first requests after a restart need not f
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -28,10 +27,9 @@ from sqlalchemy import Select
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import make_url
 
-from connhub.domain.errors import StoreUnavailable
+from connhub.domain.errors import STORE_NOT_ANSWERING, StoreUnavailable
 
 _DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
-UNAVAILABLE = "the connection store is not answering; try again shortly"
 
 
 class DriverReads:
@@ -49,19 +47,17 @@ class DriverReads:
             name="connhub-reads",
             configure=_decode_json_with_orjson,
         )
-        self._opening = asyncio.Lock()
-        self._opened = False
 
     async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The rows `statement` reads with `params` (plain tuples, values as the driver reads them)."""
         sql, defaults = _compiled(statement)
         bound = {**defaults, **params}
-        if not self._opened:
-            await self._open()
         try:
+            if self._pool.closed:  # opened by the first read, on the serving event loop
+                await self._pool.open(wait=False)  # safe to call twice; a closed pool stays closed
             return await self._read(sql, bound)
-        except psycopg.OperationalError:  # the pool's PoolTimeout is one too
-            raise StoreUnavailable(UNAVAILABLE) from None
+        except psycopg.OperationalError:  # the pool's PoolTimeout and PoolClosed are ones too
+            raise StoreUnavailable(STORE_NOT_ANSWERING) from None
 
     async def _read(self, sql: str, bound: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         for attempt in (1, 2):
@@ -76,16 +72,8 @@ class DriverReads:
                         raise
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    async def _open(self) -> None:
-        async with self._opening:
-            if not self._opened:
-                await self._pool.open(wait=False)
-                self._opened = True
-
     async def close(self) -> None:
-        if self._opened:
-            await self._pool.close()
-            self._opened = False
+        await self._pool.close()  # nothing to do for a pool never opened
 
 
 async def _decode_json_with_orjson(session: psycopg.AsyncConnection[Any]) -> None:

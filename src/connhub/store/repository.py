@@ -46,7 +46,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from connhub.domain.connection import Connection, ConnectionSpec, SslMode, SslSummary, Stamp, normalized_text
 from connhub.domain.engines import Engine
-from connhub.domain.errors import NameTaken, NotFound, StoreUnavailable
+from connhub.domain.errors import STORE_NOT_ANSWERING, NameTaken, NotFound, StoreUnavailable
 from connhub.domain.listing import MAX_LIMIT, Cursor, ListQuery, Page
 from connhub.domain.ssh import SshSummary
 from connhub.store.batching import Batcher
@@ -65,7 +65,7 @@ from connhub.store.tables import (
     key_checks,
 )
 from connhub.store.totals import ListTotals
-from connhub.store.urls import async_url
+from connhub.store.urls import async_url, is_postgresql
 
 Sealed = Mapping[str, tuple[str, bytes]]  # field -> (key id, ciphertext)
 GET_BATCH = 128  # ids per SELECT
@@ -163,7 +163,7 @@ class ConnectionRepository:
     def open(cls, url: str, pool_size: int = 20) -> ConnectionRepository:
         """The repository of the store at `url`, keeping at most `pool_size` sessions (on PostgreSQL,
         `read_sessions` of them for the hottest reads, the others for everything else)."""
-        if not async_url(url).startswith("postgresql"):
+        if not is_postgresql(url):
             return cls(create_store_engine(url, pool_size))
         reads = read_sessions(pool_size)
         engine = create_store_engine(url, max(1, pool_size - reads))
@@ -206,7 +206,7 @@ class ConnectionRepository:
         except (OperationalError, DBAPIError, PoolTimeout, OSError, TimeoutError) as error:
             if isinstance(error, DBAPIError) and not _is_outage(error):
                 raise
-            raise StoreUnavailable("the connection store is not answering; try again shortly") from None
+            raise StoreUnavailable(STORE_NOT_ANSWERING) from None
 
     def _now(self, now: datetime) -> Any:
         """When a write happens: on PostgreSQL the database's clock (one for every replica), else `now`."""

@@ -12,6 +12,12 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+_POSTGRESQL = ("postgresql", "postgres")  # the backend names a PostgreSQL URL may have
+
+
+def is_postgresql(url: str) -> bool:
+    return make_url(url).get_backend_name() in _POSTGRESQL
+
 
 def async_url(url: str) -> str:
     """The SQLAlchemy async URL for a user's URL: a plain postgresql:// means psycopg 3."""
@@ -28,7 +34,7 @@ def _with_driver(url: str, *, sqlite: str, postgresql: str) -> str:
     if backend == "sqlite":
         _ensure_sqlite_dir(parsed.database)
         return parsed.set(drivername=sqlite).render_as_string(hide_password=False)
-    if backend in ("postgresql", "postgres"):
+    if backend in _POSTGRESQL:
         return parsed.set(drivername=postgresql).render_as_string(hide_password=False)
     raise ValueError("the store must be sqlite:/// or postgresql://")
 
